@@ -1,0 +1,5 @@
+#!/usr/bin/env node
+import { buildProgram } from "./program.js";
+
+const program = buildProgram({ out: (s) => console.log(s), err: (s) => console.error(s) });
+await program.parseAsync(process.argv);
