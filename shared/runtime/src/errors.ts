@@ -89,6 +89,20 @@ export class DeadlineExceededError extends SpecloopError {
   }
 }
 
+export class UnimplementedError extends SpecloopError {
+  constructor(message: string, options?: ErrorOptions) {
+    super(ErrorKind.Unimplemented, message, options);
+    this.name = "UnimplementedError";
+  }
+}
+
+export class InternalError extends SpecloopError {
+  constructor(message: string, options?: ErrorOptions) {
+    super(ErrorKind.Internal, message, options);
+    this.name = "InternalError";
+  }
+}
+
 export class DataLossError extends SpecloopError {
   constructor(message: string, options?: ErrorOptions) {
     super(ErrorKind.DataLoss, message, options);
