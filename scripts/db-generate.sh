@@ -42,7 +42,7 @@ for config in "${configs[@]}"; do
   tmp=$(mktemp -d)
   if [ "$mode" = generate ]; then
     ok=0
-    generate "$tmp/log" --config "$config" "${name[@]}" || ok=1
+    generate "$tmp/log" --config "$config" ${name[@]+"${name[@]}"} || ok=1
     cat "$tmp/log"
     rm -rf "$tmp"
     [ "$ok" = 0 ] || { echo "db-generate: drizzle-kit failed for $svc" >&2; exit 1; }
