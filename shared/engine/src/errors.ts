@@ -1,0 +1,48 @@
+// The engine's failures, each a SpecloopError of one ErrorKind (see @specloop/runtime's errors.ts).
+import { ErrorKind, SpecloopError } from "@specloop/runtime";
+
+/** Where a machine without a usable WebGPU adapter should look first. */
+export const WEBGPU_SETUP_HINT =
+  "run scripts/setup.sh as root: it installs the Vulkan loader and Mesa >= 25 lavapipe from bookworm-backports";
+
+/**
+ * No WebGPU adapter could be had: Dawn's Node bindings did not load, or no backend offered an adapter.
+ * `attempts` names each thing that was tried and what it gave.
+ */
+export class WebGpuUnavailableError extends SpecloopError {
+  readonly attempts: readonly string[];
+  constructor(message: string, attempts: readonly string[], options?: ErrorOptions) {
+    super(
+      ErrorKind.FailedPrecondition,
+      `${message}; tried: ${attempts.join("; ")}. Hint: ${WEBGPU_SETUP_HINT}`,
+      options,
+    );
+    this.name = "WebGpuUnavailableError";
+    this.attempts = attempts;
+  }
+}
+
+/** Only a software (CPU) adapter was found where a hardware GPU was required. */
+export class WebGpuSoftwareAdapterError extends SpecloopError {
+  readonly adapter: string;
+  constructor(adapter: string, options?: ErrorOptions) {
+    super(
+      ErrorKind.FailedPrecondition,
+      `the only WebGPU adapter is a software one (${adapter}); it is refused here: use the cpu backend, ` +
+        "or allow software adapters explicitly",
+      options,
+    );
+    this.name = "WebGpuSoftwareAdapterError";
+    this.adapter = adapter;
+  }
+}
+
+/** The adapter was found but refused to create a device with the requested features and limits. */
+export class WebGpuDeviceError extends SpecloopError {
+  readonly adapter: string;
+  constructor(adapter: string, message: string, options?: ErrorOptions) {
+    super(ErrorKind.Unavailable, `WebGPU device on ${adapter}: ${message}`, options);
+    this.name = "WebGpuDeviceError";
+    this.adapter = adapter;
+  }
+}
