@@ -167,6 +167,9 @@ if [ -z "${npm_config_nodedir:-}" ] && [ -f "$node_prefix/include/node/node.h" ]
   export npm_config_nodedir=$node_prefix
 fi
 
+# better-sqlite3 would otherwise download a prebuilt binary from outside the npm registry; build it here.
+export npm_config_build_from_source="${npm_config_build_from_source:-better-sqlite3}"
+
 log "npm ci"
 npm ci --no-audit --no-fund
 log "npm run build"
