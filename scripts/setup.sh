@@ -8,7 +8,7 @@
 #      >= 25 comes from there, as Dawn refuses bookworm's Mesa 22 lavapipe; a package that backports lacks,
 #      such as nats-server, comes from the stock suite) plus python3, make and g++ for native addons, then
 #      checks the installed Mesa version and the lavapipe Vulkan ICD;
-#   3. npm ci, then npm run build.
+#   3. npm ci (skipped when node_modules was installed from the same lock), then npm run build.
 # No network is used but Debian's package mirror and the npm registry.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -170,8 +170,17 @@ fi
 # better-sqlite3 would otherwise download a prebuilt binary from outside the npm registry; build it here.
 export npm_config_build_from_source="${npm_config_build_from_source:-better-sqlite3}"
 
-log "npm ci"
-npm ci --no-audit --no-fund
+# npm ci starts from an empty node_modules (a minute here, building better-sqlite3); skip it when the last
+# one installed this very lock with this Node, as recorded in a stamp inside node_modules.
+stamp=node_modules/.specloop-setup
+want=$(cat package.json package-lock.json | sha256sum | cut -d' ' -f1)-$(node --version)
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  log "node_modules already installed from this package-lock.json (rm $stamp to force npm ci)"
+else
+  log "npm ci"
+  npm ci --no-audit --no-fund
+  printf '%s\n' "$want" >"$stamp"
+fi
 log "npm run build"
 npm run build
 log "done"
