@@ -136,6 +136,64 @@ describe("store - openStore", () => {
     }
   });
 
+  test("store - a migration that rebuilds a parent table keeps the child rows", () => {
+    const path = join(root, "rebuild.sqlite");
+    const v1 = openStore({
+      path,
+      migrationsFolder: migrationsFolder("m-rebuild-1", [CREATE_ITEMS, CREATE_TAGS]),
+      schema: {},
+    });
+    v1.db.$client.prepare("INSERT INTO items (id, name) VALUES (1, 'a')").run();
+    v1.db.$client.prepare("INSERT INTO tags (item_id, tag) VALUES (1, 'x')").run();
+    v1.close();
+    // The shape drizzle-kit writes when SQLite cannot ALTER a column in place.
+    const rebuild: Migration = {
+      tag: "0002_rebuild_items",
+      when: ADD_COLOUR.when,
+      sql: [
+        "PRAGMA foreign_keys=OFF;",
+        "CREATE TABLE `__new_items` (`id` integer PRIMARY KEY NOT NULL, `name` text NOT NULL UNIQUE);",
+        "INSERT INTO `__new_items`(`id`, `name`) SELECT `id`, `name` FROM `items`;",
+        "DROP TABLE `items`;",
+        "ALTER TABLE `__new_items` RENAME TO `items`;",
+        "PRAGMA foreign_keys=ON;",
+      ],
+    };
+    const v2 = openStore({
+      path,
+      migrationsFolder: migrationsFolder("m-rebuild-2", [CREATE_ITEMS, CREATE_TAGS, rebuild]),
+      schema: {},
+    });
+    try {
+      assert.equal(v2.migrationsApplied, 1);
+      assert.deepEqual(v2.db.$client.prepare("SELECT item_id, tag FROM tags").all(), [
+        { item_id: 1, tag: "x" },
+      ]);
+      assert.equal(v2.db.$client.pragma("foreign_keys", { simple: true }), 1);
+    } finally {
+      v2.close();
+    }
+  });
+
+  test("store - a migration that leaves dangling references fails naming the table", () => {
+    const path = join(root, "dangling.sqlite");
+    const orphan: Migration = {
+      tag: "0002_orphan",
+      when: ADD_COLOUR.when,
+      sql: ["INSERT INTO tags (item_id, tag) VALUES (42, 'x');"],
+    };
+    assert.throws(
+      () =>
+        openStore({
+          path,
+          migrationsFolder: migrationsFolder("m-orphan", [CREATE_ITEMS, CREATE_TAGS, orphan]),
+          schema: {},
+        }),
+      (err: unknown) =>
+        err instanceof StoreMigrationError && /violate foreign keys.*tags rowid 1 -> items/.test(err.message),
+    );
+  });
+
   test("store - a failing migration is rolled back whole and names the file and the reason", () => {
     const path = join(root, "broken-migration.sqlite");
     const broken: Migration = {

@@ -64,7 +64,10 @@ export function openStore<TSchema extends Record<string, unknown>>(
     if (!inMemory && mode !== "wal") {
       throw new StoreOpenError(path, `cannot switch to WAL journal mode (still ${String(mode)})`);
     }
-    client.pragma("foreign_keys = ON");
+    // Off while migrating (better-sqlite3 turns it on by default): drizzle-kit rebuilds a table by copying
+    // it and dropping the old one, and with foreign keys on that DROP would cascade into the children.
+    // Inside drizzle's migration transaction the migration's own "PRAGMA foreign_keys=OFF" is a no-op.
+    client.pragma("foreign_keys = OFF");
     client.pragma(`busy_timeout = ${Math.max(0, Math.floor(busyTimeoutMs))}`);
   } catch (err) {
     client.close();
@@ -75,6 +78,8 @@ export function openStore<TSchema extends Record<string, unknown>>(
   let migrationsApplied: number;
   try {
     migrationsApplied = applyMigrations(db, path, migrationsFolder);
+    checkForeignKeys(client, path, migrationsFolder);
+    client.pragma("foreign_keys = ON");
   } catch (err) {
     client.close();
     throw err;
@@ -117,6 +122,19 @@ function applyMigrations<TSchema extends Record<string, unknown>>(
       cause: err,
     });
   }
+}
+
+/** Foreign keys were off while migrating; refuse to start on rows that now point nowhere. */
+function checkForeignKeys(client: Database.Database, path: string, folder: string): void {
+  const broken = client.pragma("foreign_key_check") as { table: string; rowid: number; parent: string }[];
+  if (broken.length === 0) return;
+  const first = broken[0]!;
+  throw new StoreMigrationError(
+    path,
+    folder,
+    `${broken.length} row(s) violate foreign keys after migrating, ` +
+      `e.g. ${first.table} rowid ${first.rowid} -> ${first.parent}`,
+  );
 }
 
 function appliedCount(client: Database.Database): number {
