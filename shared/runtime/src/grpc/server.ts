@@ -2,6 +2,7 @@
 // server reflection, typed handlers with deadlines and in-flight tracking, and graceful shutdown:
 // health goes NOT_SERVING, new calls are refused with UNAVAILABLE, in-flight calls get
 // shutdownGraceMs to finish, then the rest are cut off (their signals abort).
+import { createServer } from "node:net";
 import {
   Server,
   ServerCredentials,
@@ -152,14 +153,29 @@ function checkName(spec: GrpcServiceSpec): void {
   }
 }
 
-function bind(server: Server, host: string, port: number): Promise<number> {
+async function bind(server: Server, host: string, port: number): Promise<number> {
   // IPv6 literals need brackets in a gRPC target.
   const address = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
-  return new Promise((resolve, reject) => {
-    server.bindAsync(address, ServerCredentials.createInsecure(), (err, bound) => {
-      if (err) reject(new UnavailableError(`cannot listen on ${address}: ${err.message}`, { cause: err }));
-      else resolve(bound);
+  try {
+    return await new Promise<number>((resolve, reject) => {
+      server.bindAsync(address, ServerCredentials.createInsecure(), (err, bound) =>
+        err ? reject(err) : resolve(bound),
+      );
     });
+  } catch (err) {
+    // grpc-js says only "No address added"; a plain listen on the same address tells why.
+    const why = (await listenError(host, port)) ?? (err as Error).message;
+    throw new UnavailableError(`cannot listen on ${address}: ${why}`, { cause: err });
+  }
+}
+
+function listenError(host: string, port: number): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const probe = createServer();
+    probe.once("error", (err: NodeJS.ErrnoException) => {
+      resolve(err.code === "EADDRINUSE" ? "address already in use" : err.message);
+    });
+    probe.listen(port, host, () => probe.close(() => resolve(undefined)));
   });
 }
 
