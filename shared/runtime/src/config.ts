@@ -71,24 +71,29 @@ export function configDefaults<S extends z.ZodObject>(schema: S): z.output<S> {
 }
 
 function readYamlFile(path: string, key: string): Plain {
+  // Named by its path the file needs no more naming; named by SPECLOOP_CONFIG the message says which file.
+  const file = key === path ? "" : `file "${path}" `;
   let text: string;
   try {
     text = readFileSync(path, "utf8");
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     const why = code === "ENOENT" ? "no such file" : code === "EACCES" ? "permission denied" : String(err);
-    throw new ConfigError(key, `cannot read config file "${path}": ${why}`, { cause: err });
+    throw new ConfigError(key, `cannot read config ${file || "file "}(${why})`, { cause: err });
   }
   let doc: unknown;
   try {
     doc = parseYaml(text);
   } catch (err) {
-    const msg = err instanceof Error ? err.message.split("\n")[0] : String(err);
-    throw new ConfigError(key, `config file "${path}" is not valid YAML: ${msg}`, { cause: err });
+    const msg = err instanceof Error ? (err.message.split("\n")[0] ?? "").replace(/:$/, "") : String(err);
+    throw new ConfigError(key, `${file ? `config ${file}is not` : "not"} valid YAML: ${msg}`, { cause: err });
   }
   if (doc === null || doc === undefined) return {};
   if (!isPlain(doc))
-    throw new ConfigError(key, `config file "${path}" must hold a mapping of keys at the top`);
+    throw new ConfigError(
+      key,
+      `${file ? `config ${file}must hold` : "must hold"} a mapping of keys at the top level`,
+    );
   return doc;
 }
 

@@ -156,6 +156,9 @@ function checkName(spec: GrpcServiceSpec): void {
 async function bind(server: Server, host: string, port: number): Promise<number> {
   // IPv6 literals need brackets in a gRPC target.
   const address = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+  // grpc-js logs its own line when a bind fails; a plain listen first keeps the usual failure to one line.
+  const taken = port === 0 ? undefined : await listenError(host, port);
+  if (taken !== undefined) throw new UnavailableError(`cannot listen on ${address}: ${taken}`);
   try {
     return await new Promise<number>((resolve, reject) => {
       server.bindAsync(address, ServerCredentials.createInsecure(), (err, bound) =>
