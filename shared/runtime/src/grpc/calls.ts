@@ -87,6 +87,8 @@ export interface CallScope {
   close(code: Status): void;
 }
 
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 export const SHUTTING_DOWN: GrpcStatus["details"] = "server is shutting down";
 
 /** Opens a scope for a new call, or returns undefined when the server no longer accepts calls. */
@@ -108,10 +110,12 @@ export function openCall(
   rt.calls.add(abort);
 
   const deadline = toDate(call.getDeadline());
+  // Timers past 2^31 - 1 ms fire at once; a deadline that far away is as good as none.
+  const remaining = deadline === undefined ? Number.POSITIVE_INFINITY : deadline.getTime() - started;
   const timer =
-    deadline === undefined
+    remaining > MAX_TIMER_MS
       ? undefined
-      : setTimeout(() => abort(new DeadlineExceededError("deadline exceeded")), deadline.getTime() - started);
+      : setTimeout(() => abort(new DeadlineExceededError("deadline exceeded")), remaining);
   call.on("cancelled", () => {
     const past = deadline !== undefined && Date.now() >= deadline.getTime();
     abort(

@@ -194,6 +194,15 @@ describe("grpc server", () => {
     }
   });
 
+  test("grpc server - with handleSignals, SIGTERM starts the shutdown", async () => {
+    const server = await start({ handleSignals: true });
+    assert.equal(await healthCheck(server.port), "SERVING");
+    process.emit("SIGTERM", "SIGTERM");
+    const report = await server.closed;
+    assert.equal(report.reason, "SIGTERM");
+    assert.equal(process.listenerCount("SIGTERM"), 0, "the handler is removed once stopped");
+  });
+
   test("grpc server - shutdown logs how many calls were drained and forced", async () => {
     const lines: string[] = [];
     const sink = new Writable({

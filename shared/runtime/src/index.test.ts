@@ -1,0 +1,52 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import * as runtime from "./index.js";
+
+// Pins the public surface: a change here is a change every service sees.
+test("index - exports exactly the public API", () => {
+  assert.deepEqual(Object.keys(runtime).sort(), [
+    "CancelledError",
+    "ConfigError",
+    "DEFAULT_ENV_PREFIX",
+    "DEFAULT_GRPC_PORT",
+    "DEFAULT_HOST",
+    "DEFAULT_LOG_LEVEL",
+    "DEFAULT_METRICS_PORT",
+    "DEFAULT_SHUTDOWN_GRACE_MS",
+    "DataLossError",
+    "DeadlineExceededError",
+    "EXIT_BAD_CONFIG",
+    "EXIT_FAILURE",
+    "ErrorKind",
+    "FailedPreconditionError",
+    "HEALTH_SERVICE_NAME",
+    "InternalError",
+    "InvalidArgumentError",
+    "KIND_TO_STATUS",
+    "LOG_LEVELS",
+    "NotFoundError",
+    "ResourceExhaustedError",
+    "SpecloopError",
+    "Status",
+    "UnavailableError",
+    "UnimplementedError",
+    "configDefaults",
+    "configLeaves",
+    "createLogger",
+    "createMetricsRegistry",
+    "envVarName",
+    "errorToStatus",
+    "isSpecloopError",
+    "loadConfig",
+    "logConfigSchema",
+    "onShutdownSignal",
+    "portSchema",
+    "runService",
+    "serverConfigSchema",
+    "serverStream",
+    "serviceConfigSchema",
+    "startGrpcServer",
+    "startMetricsServer",
+    "unary",
+  ]);
+});
