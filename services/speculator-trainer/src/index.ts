@@ -1,0 +1,3 @@
+export { DEFAULT_TRAINING_CONFIG, type TrainerConfig, trainerConfigSchema } from "./config.js";
+export { trainerServer, trainerStatus } from "./server.js";
+export { toProtoVersion } from "./versions.js";
