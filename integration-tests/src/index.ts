@@ -1,0 +1,1 @@
+export { type ServiceName, type ServiceProcess, spawnService } from "./harness/service-process.js";
