@@ -1,0 +1,153 @@
+#!/usr/bin/env node
+// `npm start`: the whole system on this machine, on the bundled model.
+//   1. a NATS server with JetStream (its store under .data/nats), unless SPECLOOP_BUS__URLS names one;
+//   2. the inference node, the speculator-trainer and the verifier, from their built dist/ (npm start
+//      builds first), each on its own gRPC and metrics port, state under .data/;
+//   3. waits until every service reports SERVING, prints where they are, and on Ctrl-C (SIGINT) or
+//      SIGTERM drains the services, then stops NATS. If any process dies, everything is stopped.
+// Ports and paths can be changed through the usual SPECLOOP_* variables (see docs/ARCHITECTURE.md).
+import { spawn } from "node:child_process";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { checkHealth } from "../cli/dist/index.js";
+
+const root = new URL("..", import.meta.url).pathname;
+const dataDir = process.env.SPECLOOP_DATA_DIR ?? join(root, ".data");
+const host = "127.0.0.1";
+const natsPort = Number(process.env.SPECLOOP_START_NATS_PORT ?? 4250);
+const externalNats = process.env.SPECLOOP_BUS__URLS;
+const natsUrl = externalNats ?? `nats://${host}:${natsPort}`;
+
+const SERVICES = [
+  {
+    name: "inference",
+    grpcPort: 50051,
+    metricsPort: 9461,
+    env: { SPECLOOP_NODE__MODEL_DIR: join(root, "models/tiny-code") },
+  },
+  {
+    name: "speculator-trainer",
+    grpcPort: 50052,
+    metricsPort: 9462,
+    env: { SPECLOOP_STORE__PATH: join(dataDir, "speculator-trainer.sqlite") },
+  },
+  {
+    name: "verifier",
+    grpcPort: 50053,
+    metricsPort: 9463,
+    env: { SPECLOOP_STORE__PATH: join(dataDir, "verifier.sqlite") },
+  },
+];
+
+const children = [];
+let stopping = false;
+
+function prefixed(name, stream, out) {
+  let buffered = "";
+  stream.setEncoding("utf8");
+  stream.on("data", (chunk) => {
+    buffered += chunk;
+    const lines = buffered.split("\n");
+    buffered = lines.pop() ?? "";
+    for (const line of lines) out.write(`[${name}] ${line}\n`);
+  });
+}
+
+function launch(name, command, args, env) {
+  const child = spawn(command, args, {
+    cwd: root,
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  prefixed(name, child.stdout, process.stdout);
+  prefixed(name, child.stderr, process.stderr);
+  const exited = new Promise((resolve) => child.once("exit", (code, signal) => resolve(code ?? signal)));
+  const entry = { name, child, exited };
+  children.push(entry);
+  exited.then((how) => {
+    if (!stopping) {
+      console.error(`specloop: ${name} exited (${how}); stopping everything`);
+      shutdown(1);
+    }
+  });
+  child.once("error", (err) => {
+    console.error(`specloop: cannot run ${command} for ${name}: ${err.message}`);
+    shutdown(1);
+  });
+  return entry;
+}
+
+async function waitFor(what, probe, timeoutMs) {
+  const until = Date.now() + timeoutMs;
+  while (!stopping) {
+    if (await probe()) return;
+    if (Date.now() > until) throw new Error(`${what} not ready after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+async function shutdown(code) {
+  if (stopping) return;
+  stopping = true;
+  // Services first (they drain in-flight calls), NATS last.
+  const services = children.filter((c) => c.name !== "nats");
+  for (const c of services) c.child.kill("SIGTERM");
+  await Promise.all(services.map((c) => c.exited));
+  for (const c of children.filter((c) => c.name === "nats")) {
+    c.child.kill("SIGTERM");
+    await c.exited;
+  }
+  process.exit(code);
+}
+
+process.on("SIGINT", () => shutdown(0));
+process.on("SIGTERM", () => shutdown(0));
+
+mkdirSync(dataDir, { recursive: true });
+if (externalNats === undefined) {
+  const nats = launch(
+    "nats",
+    "nats-server",
+    ["-js", "-a", host, "-p", String(natsPort), "-sd", join(dataDir, "nats")],
+    {},
+  );
+  let ready = false;
+  nats.child.stderr.on("data", (d) => {
+    if (String(d).includes("Server is ready")) ready = true;
+  });
+  await waitFor("nats-server", async () => ready, 15_000);
+}
+
+for (const svc of SERVICES) {
+  launch(svc.name, process.execPath, [join(root, "services", svc.name, "dist/main.js")], {
+    SPECLOOP_SERVER__HOST: process.env.SPECLOOP_SERVER__HOST ?? "0.0.0.0",
+    SPECLOOP_SERVER__GRPC_PORT: String(svc.grpcPort),
+    SPECLOOP_SERVER__METRICS_PORT: String(svc.metricsPort),
+    SPECLOOP_BUS__URLS: natsUrl,
+    ...svc.env,
+  });
+}
+try {
+  for (const svc of SERVICES) {
+    const server = `${host}:${svc.grpcPort}`;
+    await waitFor(
+      svc.name,
+      () =>
+        checkHealth({ server, service: "", timeoutMs: 1000 }).then(
+          (h) => h.status === "SERVING",
+          () => false,
+        ),
+      60_000,
+    );
+  }
+} catch (err) {
+  console.error(`specloop: ${err.message}`);
+  await shutdown(1);
+}
+console.log(`\nspecloop is up (NATS ${natsUrl}${externalNats ? "" : ", started here"}):`);
+for (const svc of SERVICES) {
+  console.log(
+    `  ${svc.name.padEnd(20)} grpc ${host}:${svc.grpcPort}  metrics http://${host}:${svc.metricsPort}/metrics`,
+  );
+}
+console.log("  try: npx specloop health --server 127.0.0.1:50051\nCtrl-C stops everything.\n");
