@@ -113,47 +113,43 @@ SYSTEM_DOC_ROOT = Path("/usr/share/doc")
 
 
 LICENCE_RULES = [
-    # order matters: a needle is removed from the text once matched, so "lgpl" is not also "gpl"
-    ("proprietary", "Proprietary"),
-    ("nvidia software license", "Proprietary"),
-    ("lgpl", "LGPL"),
-    ("lesser general public", "LGPL"),
-    ("library general public", "LGPL"),
-    ("agpl", "AGPL"),
-    ("affero", "AGPL"),
-    ("gpl", "GPL"),
-    ("general public license", "GPL"),
-    ("apache", "Apache-2.0"),
-    ("mpl", "MPL-2.0"),
-    ("mozilla public", "MPL-2.0"),
-    ("psf", "PSF-2.0"),
-    ("python software foundation", "PSF-2.0"),
-    ("bsd-2", "BSD-2-Clause"),
-    ("simplified bsd", "BSD-2-Clause"),
-    ("0bsd", "0BSD"),
-    ("bsd", "BSD-3-Clause"),
-    ("mit", "MIT"),
-    ("expat", "MIT"),
-    ("x11", "MIT"),
-    ("isc", "ISC"),
-    ("zlib", "Zlib"),
-    ("unlicense", "Unlicense"),
-    ("public domain", "Public-Domain"),
-    ("public-domain", "Public-Domain"),
-    ("cc0", "CC0-1.0"),
-    ("boost", "BSL-1.0"),
-    ("bsl-1.0", "BSL-1.0"),
-    ("hpnd", "HPND"),
+    # (pattern, family), matched as whole words, case-insensitive. Order matters: a match is blanked
+    # out of the text before the next rule runs, so "LGPL" is not also counted as "GPL".
+    (r"proprietary|nvidia software license", "Proprietary"),
+    (r"lgpl|lesser general public|library general public", "LGPL"),
+    (r"agpl|affero", "AGPL"),
+    (r"gpl|general public licen[cs]e", "GPL"),
+    (r"apache", "Apache-2.0"),
+    (r"mpl(-[0-9.]+)?|mozilla public", "MPL-2.0"),
+    (r"psf(-[0-9.]+)?|python software foundation|python", "PSF-2.0"),
+    (r"0bsd", "0BSD"),
+    (r"bsd-2(-clause)?|simplified bsd|bsd 2-clause", "BSD-2-Clause"),
+    (r"bsd(-[0-9a-z.~-]+)?", "BSD-3-Clause"),
+    (r"mit|expat|x11", "MIT"),
+    (r"isc", "ISC"),
+    (r"zlib", "Zlib"),
+    (r"unlicense", "Unlicense"),
+    (r"public[ -]domain", "Public-Domain"),
+    (r"cc0(-1\.0)?", "CC0-1.0"),
+    (r"bsl(-1\.0)?|boost(-1\.0)?|boost software licen[cs]e", "BSL-1.0"),
+    (r"hpnd", "HPND"),
 ]
+_LICENCE_RES = [(re.compile(r"(?<![a-z0-9])(?:" + pat + r")(?![a-z0-9])", re.I), fam) for pat, fam in LICENCE_RULES]
 
 
-def classify_licence(text: str) -> str:
-    """The licence families a free-form licence string mentions, for the card's summary."""
-    t = " " + text.lower() + " "
+def classify_licence(text: str, proprietary: bool = True) -> str:
+    """The licence families a licence string names, for the card's summary.
+
+    `proprietary=False` for free-text copyright files, where the word shows up in exception clauses
+    (the GCC runtime library exception talks about proprietary programs) rather than as the licence.
+    """
+    t = text
     fams: list[str] = []
-    for needle, fam in LICENCE_RULES:
-        if needle in t:
-            t = t.replace(needle, " ")
+    for rx, fam in _LICENCE_RES:
+        if fam == "Proprietary" and not proprietary:
+            continue
+        if rx.search(t):
+            t = rx.sub(" ", t)
             if fam not in fams:
                 fams.append(fam)
     return ", ".join(fams) if fams else ("Other" if text.strip() else "Unknown")
@@ -232,7 +228,7 @@ def read_dpkg_owners() -> tuple[dict[str, str], dict[str, str]]:
         else:
             # not a machine-readable (DEP-5) copyright file: name the families its text mentions
             try:
-                fams = classify_licence(cp.read_text("utf-8", errors="replace")[:20000])
+                fams = classify_licence(cp.read_text("utf-8", errors="replace")[:20000], proprietary=False)
             except OSError:
                 fams = "Unknown"
             licences[pkg] = f"copyright file mentions: {fams}"
