@@ -46,3 +46,31 @@ export class WebGpuDeviceError extends SpecloopError {
     this.adapter = adapter;
   }
 }
+
+/** config.json asks for an architecture or option the engine does not implement; names the field. */
+export class UnsupportedModelError extends SpecloopError {
+  readonly field: string;
+  constructor(field: string, message: string, options?: ErrorOptions) {
+    super(ErrorKind.InvalidArgument, `unsupported model: ${field}: ${message}`, options);
+    this.name = "UnsupportedModelError";
+    this.field = field;
+  }
+}
+
+/** A model file is missing, truncated or inconsistent with the others; names the file. */
+export class ModelFileError extends SpecloopError {
+  readonly file: string;
+  constructor(file: string, message: string, options?: ErrorOptions) {
+    super(ErrorKind.FailedPrecondition, `${file}: ${message}`, options);
+    this.name = "ModelFileError";
+    this.file = file;
+  }
+}
+
+/** The KV cache has no room for what was asked; the scheduler preempts or queues. */
+export class KvCacheFullError extends SpecloopError {
+  constructor(message: string, options?: ErrorOptions) {
+    super(ErrorKind.ResourceExhausted, message, options);
+    this.name = "KvCacheFullError";
+  }
+}

@@ -1,3 +1,15 @@
+export type {
+  Activation,
+  Backend,
+  BackendKind,
+  BatchLayout,
+  KvCacheSpec,
+  KvStorage,
+  PreparedBatch,
+  RopeSpec,
+  SequenceLayout,
+  Weight,
+} from "./backend.js";
 export {
   createWebGpuDevice,
   isSoftwareAdapter,
@@ -9,8 +21,29 @@ export {
   type WebGpuOptions,
 } from "./backends/webgpu/device.js";
 export {
+  KvCacheFullError,
+  ModelFileError,
+  UnsupportedModelError,
   WEBGPU_SETUP_HINT,
   WebGpuDeviceError,
   WebGpuSoftwareAdapterError,
   WebGpuUnavailableError,
 } from "./errors.js";
+export {
+  ARCHITECTURES,
+  expectedTensors,
+  type Llama3RopeScaling,
+  type ModelConfig,
+  type ModelFamily,
+  parseModelConfig,
+} from "./model/config.js";
+export {
+  bf16ToF32,
+  DTYPE_BYTES,
+  type DType,
+  f16ToF32,
+  f32Tensor,
+  type HostTensor,
+  numel,
+  toFloat32,
+} from "./tensor.js";

@@ -1,0 +1,63 @@
+// Host-side tensors: what the loader reads from safetensors and hands to a backend. Weights keep the
+// checkpoint's dtype (bf16/f16 stay 2 bytes); each backend decides how to store them.
+
+export type DType = "f32" | "f16" | "bf16";
+
+export const DTYPE_BYTES: Readonly<Record<DType, number>> = { f32: 4, f16: 2, bf16: 2 };
+
+/** safetensors dtype names the engine accepts. */
+export const SAFETENSORS_DTYPES: Readonly<Record<string, DType>> = { F32: "f32", F16: "f16", BF16: "bf16" };
+
+export interface HostTensor {
+  dtype: DType;
+  /** Row-major; a linear layer's weight is [out, in] as in Hugging Face checkpoints. */
+  shape: readonly number[];
+  /** Little-endian element bytes, exactly product(shape) * DTYPE_BYTES[dtype] long. */
+  data: Uint8Array;
+}
+
+export function numel(shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+const f32Scratch = new Float32Array(1);
+const u32Scratch = new Uint32Array(f32Scratch.buffer);
+
+export function bf16ToF32(bits: number): number {
+  u32Scratch[0] = bits << 16;
+  return f32Scratch[0] as number;
+}
+
+export function f16ToF32(bits: number): number {
+  const sign = bits & 0x8000 ? -1 : 1;
+  const exp = (bits >> 10) & 0x1f;
+  const frac = bits & 0x3ff;
+  if (exp === 0) return sign * frac * 2 ** -24;
+  if (exp === 0x1f) return frac ? Number.NaN : sign * Number.POSITIVE_INFINITY;
+  return sign * (1 + frac / 1024) * 2 ** (exp - 15);
+}
+
+/** Widens any host tensor to f32 (a copy). */
+export function toFloat32(t: HostTensor): Float32Array {
+  const n = numel(t.shape);
+  const view = new DataView(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+  const out = new Float32Array(n);
+  if (t.dtype === "f32") {
+    for (let i = 0; i < n; i++) out[i] = view.getFloat32(i * 4, true);
+  } else if (t.dtype === "bf16") {
+    for (let i = 0; i < n; i++) out[i] = bf16ToF32(view.getUint16(i * 2, true));
+  } else {
+    for (let i = 0; i < n; i++) out[i] = f16ToF32(view.getUint16(i * 2, true));
+  }
+  return out;
+}
+
+/** An f32 host tensor from numbers (tests, synthetic weights). */
+export function f32Tensor(shape: readonly number[], values: ArrayLike<number>): HostTensor {
+  if (values.length !== numel(shape))
+    throw new RangeError(`f32Tensor: ${values.length} values for shape [${shape}]`);
+  const data = new Float32Array(values);
+  return { dtype: "f32", shape, data: new Uint8Array(data.buffer) };
+}
