@@ -30,6 +30,20 @@ export {
   WebGpuUnavailableError,
 } from "./errors.js";
 export {
+  type GenerationDefaults,
+  INDEX_FILE,
+  type LoadedModel,
+  type LoadModelOptions,
+  loadModelDir,
+  SINGLE_FILE,
+} from "./loader/hf-model.js";
+export {
+  encodeSafetensors,
+  parseSafetensors,
+  readSafetensors,
+  type SafetensorsFile,
+} from "./loader/safetensors.js";
+export {
   ARCHITECTURES,
   expectedTensors,
   type Llama3RopeScaling,
@@ -47,3 +61,19 @@ export {
   numel,
   toFloat32,
 } from "./tensor.js";
+export {
+  type ChatMessage,
+  type ChatRenderOptions,
+  type ChatSpecialTokens,
+  type ChatTemplate,
+  chatTemplateFromText,
+  loadChatTemplate,
+  requireChatTemplate,
+} from "./tokenizer/chat-template.js";
+export type { StreamDecoder } from "./tokenizer/stream-decoder.js";
+export {
+  type DecodeOptions,
+  type EncodeOptions,
+  type SpecialTokenOverrides,
+  Tokenizer,
+} from "./tokenizer/tokenizer.js";
