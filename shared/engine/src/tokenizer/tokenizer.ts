@@ -89,6 +89,8 @@ export class Tokenizer {
   }
 
   decode(ids: readonly number[], options: DecodeOptions = {}): string {
+    // The library refuses an empty list; nothing decodes to nothing (the stream decoder relies on it).
+    if (ids.length === 0) return "";
     return this.#hf.decode([...ids], { skip_special_tokens: options.skipSpecialTokens ?? false });
   }
 
