@@ -10,6 +10,7 @@ export type {
   SequenceLayout,
   Weight,
 } from "./backend.js";
+export { ReferenceBackend } from "./backends/reference/backend.js";
 export {
   createWebGpuDevice,
   isSoftwareAdapter,
