@@ -3,7 +3,7 @@ import { copyFile, mkdir, mkdtemp, readFile, rename, rm, unlink, writeFile } fro
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { ModelFileError } from "../errors.js";
+import { ModelFileError, UnsupportedModelError } from "../errors.js";
 import { expectedTensors, type ModelConfig, parseModelConfig } from "../model/config.js";
 import { DTYPE_BYTES, type HostTensor, numel } from "../tensor.js";
 import { INDEX_FILE, loadModelDir } from "./hf-model.js";
@@ -281,5 +281,19 @@ describe("loader hf-model", () => {
       join(dir, INDEX_FILE),
       /"model\.norm\.weight" maps to "\.\.\/elsewhere\.safetensors", not a shard file/,
     );
+  });
+
+  test("loader hf-model - a config.json the engine cannot run is refused by field and path", async () => {
+    const dir = fresh();
+    await writeModel(dir, tensorsFor(config), { config: { ...SMALL_CONFIG, hidden_act: "gelu" } });
+    await assert.rejects(loadModelDir(dir), (err: unknown) => {
+      assert.ok(err instanceof UnsupportedModelError);
+      assert.equal(err.field, "hidden_act");
+      assert.equal(
+        err.message,
+        `unsupported model: hidden_act: "gelu" (supported: silu) (${join(dir, "config.json")})`,
+      );
+      return true;
+    });
   });
 });

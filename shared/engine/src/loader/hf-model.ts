@@ -5,7 +5,7 @@
 // damaged or mismatched checkpoint fails here with the file and tensor named.
 import { existsSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
-import { ModelFileError } from "../errors.js";
+import { ModelFileError, UnsupportedModelError } from "../errors.js";
 import { expectedTensors, type ModelConfig, parseModelConfig } from "../model/config.js";
 import type { HostTensor } from "../tensor.js";
 import { type ChatTemplate, loadChatTemplate } from "../tokenizer/chat-template.js";
@@ -178,12 +178,23 @@ function checkAgainstConfig(
   }
 }
 
+/** parseModelConfig, with the config file's path added to a refusal so the user knows where to look. */
+function parseConfigAt(path: string, configJson: Json, genJson: Json): ModelConfig {
+  try {
+    return parseModelConfig(configJson, genJson);
+  } catch (err) {
+    if (!(err instanceof UnsupportedModelError)) throw err;
+    const detail = err.message.slice(`unsupported model: ${err.field}: `.length);
+    throw new UnsupportedModelError(err.field, `${detail} (${path})`, { cause: err });
+  }
+}
+
 /** Loads and checks a Hugging Face model directory. Errors name the file (and tensor) at fault. */
 export async function loadModelDir(dir: string, options: LoadModelOptions = {}): Promise<LoadedModel> {
   const root = resolve(dir);
   const configJson = await readJsonFile(join(root, "config.json"), true);
   const genJson = (await readJsonFile(join(root, "generation_config.json"), false)) ?? {};
-  const config = parseModelConfig(configJson, genJson);
+  const config = parseConfigAt(join(root, "config.json"), configJson, genJson);
 
   const tokenizerConfig = (await readJsonFile(join(root, "tokenizer_config.json"), false)) ?? {};
   const padTokenId = genJson.pad_token_id ?? configJson.pad_token_id;
