@@ -74,3 +74,13 @@ export class KvCacheFullError extends SpecloopError {
     this.name = "KvCacheFullError";
   }
 }
+
+/** A backend was asked for by name that this build cannot provide; names it. */
+export class UnsupportedBackendError extends SpecloopError {
+  readonly backend: string;
+  constructor(backend: string, message: string, options?: ErrorOptions) {
+    super(ErrorKind.FailedPrecondition, `backend ${backend}: ${message}`, options);
+    this.name = "UnsupportedBackendError";
+    this.backend = backend;
+  }
+}

@@ -24,12 +24,23 @@ export {
 export {
   KvCacheFullError,
   ModelFileError,
+  UnsupportedBackendError,
   UnsupportedModelError,
   WEBGPU_SETUP_HINT,
   WebGpuDeviceError,
   WebGpuSoftwareAdapterError,
   WebGpuUnavailableError,
 } from "./errors.js";
+export {
+  DEFAULT_BLOCK_SIZE,
+  type GenerateOptions,
+  type GenerateOutput,
+  type GenerateRequest,
+  type GenerateStats,
+  generate,
+} from "./generate.js";
+export { type BatchEntry, buildLayout, treeDepths } from "./kv/layout.js";
+export { blockBytes, blocksForBudget, KvManager } from "./kv/manager.js";
 export {
   type GenerationDefaults,
   INDEX_FILE,
@@ -52,6 +63,29 @@ export {
   type ModelFamily,
   parseModelConfig,
 } from "./model/config.js";
+export { type ForwardOptions, type ForwardOutput, lastRows } from "./model/forward.js";
+export { Model, type ModelSource } from "./model/model.js";
+export { defaultInvFreq, llama3InvFreq, ropeSpec } from "./model/rope.js";
+export type { LayerWeights, ModelWeights } from "./model/weights.js";
+export { Rng, randomSeed } from "./sampling/rng.js";
+export {
+  argmax,
+  checkSamplingParams,
+  drawFrom,
+  GREEDY,
+  logSoftmax,
+  type SamplingParams,
+  sample,
+  samplingProbs,
+} from "./sampling/sample.js";
+export {
+  BACKEND_CHOICES,
+  type BackendChoice,
+  type BackendFactories,
+  isBackendChoice,
+  type SelectedBackend,
+  selectBackend,
+} from "./select-backend.js";
 export {
   bf16ToF32,
   DTYPE_BYTES,

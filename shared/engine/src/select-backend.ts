@@ -1,0 +1,70 @@
+// `--backend auto|reference|cpu|webgpu`: which Backend a command runs on. `auto` takes a hardware WebGPU
+// adapter when there is one (a software adapter such as lavapipe is slower than the CPU path) and the
+// CPU backend otherwise. Until the WebAssembly `cpu` backend exists, `cpu` runs on `reference`, and
+// the answer says so (`used` differs from `requested`).
+import type { Backend, BackendKind } from "./backend.js";
+import { ReferenceBackend } from "./backends/reference/backend.js";
+import { createWebGpuDevice, type WebGpuDevice } from "./backends/webgpu/device.js";
+import { UnsupportedBackendError } from "./errors.js";
+
+export const BACKEND_CHOICES = ["auto", "reference", "cpu", "webgpu"] as const;
+export type BackendChoice = (typeof BACKEND_CHOICES)[number];
+
+export interface SelectedBackend {
+  backend: Backend;
+  requested: BackendChoice;
+  used: BackendKind;
+  /** Why `used` is not what was asked for, or what `auto` found. */
+  notes: string[];
+}
+
+/** Backends built from a WebGPU device; empty until the webgpu backend lands. */
+export interface BackendFactories {
+  webgpu?: (device: WebGpuDevice) => Backend;
+}
+
+export function isBackendChoice(s: string): s is BackendChoice {
+  return (BACKEND_CHOICES as readonly string[]).includes(s);
+}
+
+function cpuBackend(requested: BackendChoice, notes: string[]): SelectedBackend {
+  notes.push("the WebAssembly cpu backend is not built yet; cpu runs on the reference backend");
+  return { backend: new ReferenceBackend(), requested, used: "reference", notes };
+}
+
+export async function selectBackend(
+  requested: BackendChoice,
+  factories: BackendFactories = {},
+): Promise<SelectedBackend> {
+  const notes: string[] = [];
+  switch (requested) {
+    case "reference":
+      return { backend: new ReferenceBackend(), requested, used: "reference", notes };
+    case "cpu":
+      return cpuBackend(requested, notes);
+    case "webgpu": {
+      if (factories.webgpu === undefined)
+        throw new UnsupportedBackendError("webgpu", "the webgpu backend is not built yet");
+      const device = await createWebGpuDevice();
+      return { backend: factories.webgpu(device), requested, used: "webgpu", notes };
+    }
+    case "auto": {
+      let device: WebGpuDevice;
+      try {
+        device = await createWebGpuDevice({ allowSoftware: false });
+      } catch (err) {
+        notes.push(`no hardware WebGPU adapter: ${err instanceof Error ? err.message : String(err)}`);
+        return cpuBackend(requested, notes);
+      }
+      if (factories.webgpu === undefined) {
+        notes.push(
+          `WebGPU adapter ${device.adapter.description || device.adapter.device} found, but the webgpu backend is not built yet`,
+        );
+        device.destroy();
+        return cpuBackend(requested, notes);
+      }
+      notes.push(`WebGPU adapter ${device.adapter.description || device.adapter.device}`);
+      return { backend: factories.webgpu(device), requested, used: "webgpu", notes };
+    }
+  }
+}
