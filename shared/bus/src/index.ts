@@ -1,0 +1,71 @@
+// @specloop/bus: NATS JetStream for specloop: connection, provisioning, the trace and verdict streams,
+// the durable consumer loop, the speculator registry (KV + object store) and node heartbeats.
+export {
+  type BusConfig,
+  type BusConfigInput,
+  busConfig,
+  busConfigSchema,
+  DEFAULT_BUS_URLS,
+  DEFAULT_CONNECT_TIMEOUT_MS,
+  DEFAULT_CONNECTION_NAME,
+  DEFAULT_HEARTBEAT_TTL_MS,
+  DEFAULT_RECONNECT_WAIT_MS,
+  DEFAULT_REPLICAS,
+  DEFAULT_SPECULATOR_HISTORY,
+  DEFAULT_TRACE_DUPLICATE_WINDOW_MS,
+  DEFAULT_TRACE_MAX_AGE_MS,
+  DEFAULT_TRACE_MAX_BYTES,
+  DEFAULT_TRACE_MAX_MESSAGE_BYTES,
+  DEFAULT_VERDICT_DUPLICATE_WINDOW_MS,
+  DEFAULT_VERDICT_MAX_AGE_MS,
+  DEFAULT_VERDICT_MAX_BYTES,
+  DEFAULT_WEIGHTS_MAX_BYTES,
+  type TraceStreamConfig,
+} from "./config.js";
+export { type Bus, type BusConnectionConfig, connectBus } from "./connection.js";
+export {
+  type ConsumerOptions,
+  type ConsumerStats,
+  type Delivery,
+  type HandlerResult,
+  type MessageHandler,
+  type RunningConsumer,
+  startConsumer,
+} from "./consumer.js";
+export * from "./errors.js";
+export { Heartbeats } from "./heartbeat.js";
+export {
+  CONSUMERS,
+  nodeSuffixConsumer,
+  SPECULATOR_ROLES,
+  type SpeculatorSlot,
+  sanitizeToken,
+  unsanitizeToken,
+} from "./names.js";
+export {
+  type ProvisionAction,
+  type ProvisionConfig,
+  type ProvisionReport,
+  provisionBus,
+} from "./provision.js";
+export {
+  type ManifestUpdate,
+  type ManifestWatch,
+  type PublishSpeculatorInput,
+  SpeculatorRegistry,
+  sha256Hex,
+  slotOfRole,
+} from "./registry.js";
+export { consumeTraces, consumeVerdicts, type StreamConsumerOptions } from "./subscriptions.js";
+export { chunkTrace, chunkTraceId } from "./trace-chunks.js";
+export {
+  decodeTrace,
+  decodeVerdict,
+  encodeTrace,
+  type PublishOptions,
+  type PublishResult,
+  publishTrace,
+  publishVerdict,
+  validateTrace,
+  verdictId,
+} from "./traces.js";
