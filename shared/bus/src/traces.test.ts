@@ -151,6 +151,7 @@ test("bus traces - publish refuses a trace without ids or over the size limit", 
 });
 
 test("bus traces - chunking splits a long trace under the byte limit", () => {
+  const hiddenData = Buffer.from(Array.from({ length: 200 * 16 }, (_, i) => i % 251));
   const outputs = Array.from({ length: 3_000 }, (_, i) => 1_000 + i);
   const steps = Array.from({ length: 1_000 }, (_, i) => ({
     outputOffset: 1 + i * 3,
@@ -168,8 +169,11 @@ test("bus traces - chunking splits a long trace under the byte limit", () => {
     outputTokenIds: outputs,
     steps: steps.map((s) => ({ ...s, speculatorVersion: "v1", drafter: Drafter.DRAFTER_EAGLE })),
     finishReason: FinishReason.FINISH_REASON_STOP,
+    // fp16 rows for output positions 100..299: 1 layer x 8 hidden x 2 bytes.
+    hidden: { layers: [3], hiddenSize: 8, firstPosition: 100, numPositions: 200, data: hiddenData },
   });
   const limit = 16 * 1024;
+  assert.ok(Trace.encode(trace).finish().length > 4 * limit);
   const chunks = chunkTrace(trace, limit);
   assert.ok(chunks.length > 5, `expected several chunks, got ${chunks.length}`);
   chunks.forEach((c, i) => {
@@ -190,6 +194,12 @@ test("bus traces - chunking splits a long trace under the byte limit", () => {
   assert.equal(chunks[0]?.outputOffset, 0);
   for (const c of chunks.slice(1)) assert.equal(c.outputOffset, c.steps[0]?.outputOffset);
   assert.equal(chunks.at(-1)?.finishReason, trace.finishReason);
+  // Hidden rows follow their output positions into the chunks, none lost or repeated.
+  const rows = chunks.flatMap((c) => (c.hidden ? [c.hidden] : []));
+  assert.ok(rows.length >= 1);
+  assert.equal(rows[0]?.firstPosition, 100);
+  assert.ok(Buffer.concat(rows.map((h) => h.data)).equals(hiddenData));
+  for (const h of rows) assert.equal(h.data.length, h.numPositions * 16);
   assert.deepEqual(
     chunkTrace(sampleTrace("short", "m")).map((c) => [c.traceId, c.final]),
     [["short:0", true]],
