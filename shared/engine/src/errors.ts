@@ -84,3 +84,13 @@ export class UnsupportedBackendError extends SpecloopError {
     this.backend = backend;
   }
 }
+
+/** Dawn reported a validation or out-of-memory error for work the webgpu backend recorded: a kernel bug. */
+export class WebGpuKernelError extends SpecloopError {
+  readonly adapter: string;
+  constructor(adapter: string, message: string, options?: ErrorOptions) {
+    super(ErrorKind.Internal, `WebGPU on ${adapter}: ${message}`, options);
+    this.name = "WebGpuKernelError";
+    this.adapter = adapter;
+  }
+}

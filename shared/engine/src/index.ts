@@ -12,6 +12,12 @@ export type {
 } from "./backend.js";
 export { ReferenceBackend } from "./backends/reference/backend.js";
 export {
+  createWebGpuBackend,
+  WebGpuBackend,
+  type WebGpuBackendStats,
+} from "./backends/webgpu/backend.js";
+export type { PoolStats } from "./backends/webgpu/buffer-pool.js";
+export {
   createWebGpuDevice,
   isSoftwareAdapter,
   RAISED_LIMITS,
@@ -28,6 +34,7 @@ export {
   UnsupportedModelError,
   WEBGPU_SETUP_HINT,
   WebGpuDeviceError,
+  WebGpuKernelError,
   WebGpuSoftwareAdapterError,
   WebGpuUnavailableError,
 } from "./errors.js";

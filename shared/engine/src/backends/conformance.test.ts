@@ -1,0 +1,351 @@
+// Every op of every fast backend against the reference backend, table-driven as ggml's test-backend-ops:
+// odd shapes (1, 7, 513), several sequences of different lengths, trees, GQA ratios 1 and 3, head dims 64
+// and 128, f32/f16/bf16 weights; seeded inputs (each backend gets the same ones), tie-free argmax inputs,
+// a normalised error bound per op, and NaN/Inf checks. A new backend is one more row in BACKENDS.
+//
+// On this machine `webgpu` runs on lavapipe (Mesa's software Vulkan); on a machine with a GPU the same test
+// checks the hardware path (SPECLOOP_WEBGPU_EXPECT=hardware in device.test.ts asserts which one it is).
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import type { Activation, BatchLayout } from "../backend.js";
+import { defaultInvFreq } from "../model/rope.js";
+import type { Rng } from "../sampling/rng.js";
+import type { DType } from "../tensor.js";
+import {
+  firstNonFinite,
+  makeLayout,
+  maxAbs,
+  nmse,
+  prefillLayout,
+  randomWeight,
+  type SeqSpec,
+  seeded,
+  type TestBackend,
+  uniform,
+} from "./conformance-support.js";
+import { ReferenceBackend } from "./reference/backend.js";
+import { createWebGpuBackend } from "./webgpu/backend.js";
+import { createWebGpuDevice } from "./webgpu/device.js";
+
+interface BackendRow {
+  name: string;
+  open(): Promise<TestBackend>;
+}
+
+/** The backends checked against `reference`; the WebAssembly `cpu` backend joins as another row. */
+const BACKENDS: BackendRow[] = [
+  {
+    name: "webgpu",
+    open: async () => createWebGpuBackend(await createWebGpuDevice({ label: "conformance" })),
+  },
+];
+
+interface Case {
+  op: string;
+  name: string;
+  /** Largest normalised error (sum (a - b)^2 / sum b^2) against the reference; 0: exact. */
+  maxNmse: number;
+  run(b: TestBackend, rng: Rng): Promise<Float32Array | Int32Array>;
+}
+
+const DTYPES: DType[] = ["f32", "f16", "bf16"];
+/** f32 arithmetic against the reference's f64 sums: errors near 1e-14; a wrong index or mask gives > 1e-3. */
+const F32_NMSE = 1e-10;
+
+function input(b: TestBackend, rng: Rng, rows: number, cols: number, scale = 1): Activation {
+  return b.fromHost(rows, cols, uniform(rng, rows * cols, -scale, scale));
+}
+
+const cases: Case[] = [];
+
+for (const [i, [n, k, m, bias]] of (
+  [
+    [1, 7, 5, false],
+    [1, 513, 33, true],
+    [3, 64, 129, false],
+    [8, 1024, 40, true],
+    [9, 513, 70, false],
+    [70, 100, 130, true],
+  ] as const
+).entries()) {
+  const dtype = DTYPES[i % 3] as DType;
+  cases.push({
+    op: "matmul",
+    name: `${dtype} [${n}, ${k}] x [${m}, ${k}]^T${bias ? " + bias" : ""}`,
+    maxNmse: F32_NMSE,
+    run: async (b, rng) => {
+      const w = b.loadWeight("w", randomWeight(rng, [m, k], dtype));
+      const bw = bias ? b.loadWeight("b", randomWeight(rng, [m], dtype)) : undefined;
+      return b.readRows(b.matmul(input(b, rng, n, k), w, bw));
+    },
+  });
+}
+
+for (const dtype of DTYPES) {
+  cases.push({
+    op: "embed",
+    name: `${dtype} table [37, 513], repeated ids`,
+    maxNmse: 0,
+    run: async (b, rng) => {
+      const t = b.loadWeight("embed", randomWeight(rng, [37, 513], dtype));
+      return b.readRows(b.embed(t, Int32Array.from([36, 0, 5, 5, 17])));
+    },
+  });
+}
+
+for (const [i, [rows, cols, group]] of (
+  [
+    [3, 513, 513],
+    [5, 256, 64],
+    [2, 1024, 128],
+  ] as const
+).entries()) {
+  const dtype = DTYPES[i] as DType;
+  cases.push({
+    op: "rmsNorm",
+    name: `${dtype} [${rows}, ${cols}] groups of ${group}`,
+    maxNmse: F32_NMSE,
+    run: async (b, rng) => {
+      const w = b.loadWeight("norm", randomWeight(rng, [group], dtype, 0.5, 1.5));
+      return b.readRows(b.rmsNorm(input(b, rng, rows, cols, 3), w, 1e-6, group));
+    },
+  });
+}
+
+for (const [headDim, heads, positions] of [
+  [64, 3, [0, 1, 7, 513]],
+  [128, 2, [5, 4095, 32768, 131071, 9]],
+] as const) {
+  cases.push({
+    op: "rope",
+    name: `head dim ${headDim}, ${heads} heads, positions up to ${Math.max(...positions)}`,
+    maxNmse: F32_NMSE,
+    run: async (b, rng) => {
+      const rows = positions.length;
+      const layout: BatchLayout = {
+        sequences: [],
+        rows,
+        positions: Int32Array.from(positions),
+        slots: new Int32Array(rows),
+      };
+      const batch = b.prepareBatch(layout, 16);
+      const spec = { headDim, theta: 1e6, invFreq: defaultInvFreq(headDim, 1e6) };
+      return b.readRows(b.rope(input(b, rng, rows, heads * headDim), batch, spec));
+    },
+  });
+}
+
+for (const [rows, cols] of [
+  [1, 7],
+  [7, 513],
+] as const) {
+  cases.push({
+    op: "siluMul",
+    name: `[${rows}, ${cols}]`,
+    maxNmse: F32_NMSE,
+    run: async (b, rng) => b.readRows(b.siluMul(input(b, rng, rows, cols, 10), input(b, rng, rows, cols))),
+  });
+  cases.push({
+    op: "add",
+    name: `[${rows}, ${cols}]`,
+    maxNmse: 0,
+    run: async (b, rng) => b.readRows(b.add(input(b, rng, rows, cols), input(b, rng, rows, cols))),
+  });
+}
+
+cases.push({
+  op: "gatherRows",
+  name: "[9, 33] rows 8, 0, 0, 3",
+  maxNmse: 0,
+  run: async (b, rng) => b.readRows(b.gatherRows(input(b, rng, 9, 33), Int32Array.from([8, 0, 0, 3]))),
+});
+
+for (const [rows, cols] of [
+  [1, 7],
+  [3, 513],
+  [2, 1500],
+] as const) {
+  cases.push({
+    op: "argmax",
+    name: `[${rows}, ${cols}] tie-free`,
+    maxNmse: 0,
+    run: async (b, rng) => {
+      // A shuffled ramp per row: every value distinct, the maximum anywhere.
+      const values = new Float32Array(rows * cols);
+      for (let r = 0; r < rows; r++) {
+        const row = Array.from({ length: cols }, (_, c) => c / cols - 0.5);
+        for (let c = cols - 1; c > 0; c--) {
+          const j = Math.floor(rng.next() * (c + 1));
+          [row[c], row[j]] = [row[j] as number, row[c] as number];
+        }
+        values.set(row, r * cols);
+      }
+      return b.argmaxRows(b.fromHost(rows, cols, values));
+    },
+  });
+}
+cases.push({
+  op: "argmax",
+  name: "[2, 600] ties: the lowest index wins",
+  maxNmse: 0,
+  run: async (b) => {
+    const values = new Float32Array(1200);
+    for (const at of [3, 300, 599, 600 + 257, 600 + 511]) values[at] = 1;
+    return b.argmaxRows(b.fromHost(2, 600, values));
+  },
+});
+
+interface AttentionSpec {
+  seqs: SeqSpec[];
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  blockSize: number;
+  /** Keep tree nodes [srcNodes] of sequence 0 as its next tokens (copyKv), then attend one more token. */
+  keep?: number[];
+}
+
+async function attentionCase(b: TestBackend, rng: Rng, s: AttentionSpec): Promise<Float32Array> {
+  const numBlocks = 40;
+  const layout = makeLayout(rng, s.seqs, s.blockSize, numBlocks);
+  const width = s.kvHeads * s.headDim;
+  const kv = b.createKvStorage({
+    numLayers: 2,
+    numBlocks,
+    blockSize: s.blockSize,
+    numKvHeads: s.kvHeads,
+    headDim: s.headDim,
+  });
+  const scale = 1 / Math.sqrt(s.headDim);
+  const layer = 1;
+  const pre = prefillLayout(layout, s.blockSize);
+  if (pre.rows > 0) {
+    const pb = b.prepareBatch(pre, s.blockSize);
+    b.writeKv(kv, layer, input(b, rng, pre.rows, width, 2), input(b, rng, pre.rows, width), pb);
+  }
+  const batch = b.prepareBatch(layout, s.blockSize);
+  b.writeKv(kv, layer, input(b, rng, layout.rows, width, 2), input(b, rng, layout.rows, width), batch);
+  const out = await b.readRows(
+    b.attention(input(b, rng, layout.rows, s.heads * s.headDim, 2), kv, layer, batch, s.heads, scale),
+  );
+  if (!s.keep) return out;
+  // Move the kept nodes' K and V down to the positions right after the cache, as an accepted branch.
+  const seq = layout.sequences[0]!;
+  const slotOf = (p: number) =>
+    (seq.blockTable[Math.floor(p / s.blockSize)] as number) * s.blockSize + (p % s.blockSize);
+  const src = Int32Array.from(s.keep, (node) => slotOf(seq.cachedTokens + node));
+  const dst = Int32Array.from(s.keep, (_, i) => slotOf(seq.cachedTokens + i));
+  b.copyKv(kv, src, dst);
+  const cached = seq.cachedTokens + s.keep.length;
+  const next: BatchLayout = {
+    sequences: [{ rowStart: 0, newTokens: 1, cachedTokens: cached, blockTable: seq.blockTable }],
+    rows: 1,
+    positions: Int32Array.from([cached]),
+    slots: Int32Array.from([slotOf(cached)]),
+  };
+  const nb = b.prepareBatch(next, s.blockSize);
+  b.writeKv(kv, layer, input(b, rng, 1, width, 2), input(b, rng, 1, width), nb);
+  const after = await b.readRows(
+    b.attention(input(b, rng, 1, s.heads * s.headDim, 2), kv, layer, nb, s.heads, scale),
+  );
+  return Float32Array.from([...out, ...after]);
+}
+
+const ATTENTION: [string, AttentionSpec][] = [
+  [
+    "3 chains (cached 5/0/17, new 1/4/2), GQA 1, head dim 64",
+    {
+      seqs: [
+        { cached: 5, newTokens: 1 },
+        { cached: 0, newTokens: 4 },
+        { cached: 17, newTokens: 2 },
+      ],
+      heads: 4,
+      kvHeads: 4,
+      headDim: 64,
+      blockSize: 4,
+    },
+  ],
+  [
+    "2 chains (cached 70/3, new 1/7), GQA 3, head dim 128",
+    {
+      seqs: [
+        { cached: 70, newTokens: 1 },
+        { cached: 3, newTokens: 7 },
+      ],
+      heads: 6,
+      kvHeads: 2,
+      headDim: 128,
+      blockSize: 16,
+    },
+  ],
+  [
+    "a tree of 5 and a forest of 5 beside a chain, GQA 3, head dim 64",
+    {
+      seqs: [
+        { cached: 9, newTokens: 5, parents: [-1, 0, 0, 1, 2] },
+        { cached: 0, newTokens: 5, parents: [-1, -1, 0, 1, 1] },
+        { cached: 2, newTokens: 3 },
+      ],
+      heads: 3,
+      kvHeads: 1,
+      headDim: 64,
+      blockSize: 4,
+    },
+  ],
+  [
+    "tree of 5, keep branch 0-2-4 (copyKv), then one token",
+    {
+      seqs: [{ cached: 6, newTokens: 5, parents: [-1, 0, 0, 1, 2] }],
+      heads: 2,
+      kvHeads: 2,
+      headDim: 64,
+      blockSize: 4,
+      keep: [0, 2, 4],
+    },
+  ],
+];
+for (const [name, spec] of ATTENTION) {
+  cases.push({
+    op: spec.keep ? "copyKv" : "attention",
+    name,
+    maxNmse: F32_NMSE,
+    run: (b, rng) => attentionCase(b, rng, spec),
+  });
+}
+
+let reference: TestBackend;
+const opened = new Map<string, TestBackend>();
+
+before(async () => {
+  reference = new ReferenceBackend();
+  for (const row of BACKENDS) opened.set(row.name, await row.open());
+});
+
+after(() => {
+  for (const b of opened.values()) b.destroy();
+});
+
+test("backend conformance - every op of every backend matches the reference", async (t) => {
+  const summary: string[] = [];
+  for (const row of BACKENDS) {
+    for (const c of cases) {
+      await t.test(`${row.name} ${c.op} ${c.name}`, async () => {
+        const caseName = `${c.op} ${c.name}`;
+        const expected = await c.run(reference, seeded(caseName));
+        const actual = await c.run(opened.get(row.name) as TestBackend, seeded(caseName));
+        assert.equal(firstNonFinite(expected), -1, "the reference itself produced a NaN or infinity");
+        const bad = firstNonFinite(actual);
+        assert.equal(bad, -1, `non-finite value ${actual[bad]} at ${bad}`);
+        assert.equal(actual.length, expected.length, "output length");
+        const err = nmse(actual, expected);
+        summary.push(
+          `${row.name}\t${c.op}\t${c.name}\tnmse ${err.toExponential(2)}\tmax abs ${maxAbs(actual, expected).toExponential(2)}`,
+        );
+        if (c.maxNmse === 0) assert.deepEqual(Array.from(actual), Array.from(expected));
+        else assert.ok(err <= c.maxNmse, `nmse ${err} above ${c.maxNmse}`);
+      });
+    }
+  }
+  t.diagnostic(`\n${summary.join("\n")}`);
+});

@@ -1,0 +1,251 @@
+// The `webgpu` backend: WGSL kernels through Dawn. Weights stay resident (2-byte dtypes two to a u32),
+// activations are f32 in pooled buffers, and every op is only recorded (recorder.ts) until a read is
+// awaited, which submits the whole forward at once and reads back just what was asked for. Shape logic
+// and the kernels live in ops/, one file per op.
+import type {
+  Activation,
+  Backend,
+  BatchLayout,
+  KvCacheSpec,
+  KvStorage,
+  PreparedBatch,
+  RopeSpec,
+  Weight,
+} from "../../backend.js";
+import { WebGpuKernelError } from "../../errors.js";
+import { DTYPE_BYTES, type HostTensor, numel } from "../../tensor.js";
+import { GpuBatch, gpuBatch, packBatch } from "./batch.js";
+import type { PoolStats } from "./buffer-pool.js";
+import type { WebGpuDevice } from "./device.js";
+import { encodeAdd } from "./ops/add.js";
+import { encodeArgmax } from "./ops/argmax.js";
+import { encodeAttention } from "./ops/attention.js";
+import { encodeCopyKv } from "./ops/copy-kv.js";
+import { encodeEmbed } from "./ops/embed.js";
+import { encodeGatherRows } from "./ops/gather-rows.js";
+import { encodeMatmul } from "./ops/matmul.js";
+import { encodeRmsNorm } from "./ops/rms-norm.js";
+import { encodeRope } from "./ops/rope.js";
+import { encodeSiluMul } from "./ops/silu-mul.js";
+import { encodeWriteKv } from "./ops/write-kv.js";
+import { Recorder } from "./recorder.js";
+import {
+  GpuActivation,
+  GpuKvStorage,
+  GpuWeight,
+  gpuAct,
+  gpuBuf,
+  gpuKv,
+  gpuWeight,
+  packWeight,
+} from "./resources.js";
+
+export interface WebGpuBackendStats {
+  pool: PoolStats;
+  /** Bytes of resident weights (2-byte dtypes at 2 bytes, plus row padding). */
+  weightBytes: number;
+  kvBytes: number;
+  pipelines: number;
+  dispatches: number;
+  submits: number;
+}
+
+export class WebGpuBackend implements Backend {
+  readonly kind = "webgpu" as const;
+  private readonly rec: Recorder;
+  private readonly weights = new Set<GpuWeight>();
+  private readonly caches = new Set<GpuKvStorage>();
+  private weightBytes = 0;
+  private destroyed = false;
+  /** The first validation or out-of-memory error Dawn reported; the next read throws it. */
+  private deviceError: string | null = null;
+  /** A batch's buffers go back to the pool once the batch is garbage and the next submit is made. */
+  private readonly batchFinalizer = new FinalizationRegistry<GPUBuffer[]>((buffers) => {
+    if (this.destroyed) return;
+    for (const b of buffers) this.rec.releaseAfterSubmit(b);
+  });
+
+  /** Takes ownership of `gpu`: destroy() destroys it. */
+  constructor(readonly gpu: WebGpuDevice) {
+    this.rec = new Recorder(gpu.device);
+    gpu.device.addEventListener("uncapturederror", (event) => {
+      this.deviceError ??= (event as GPUUncapturedErrorEvent).error.message;
+    });
+  }
+
+  loadWeight(name: string, tensor: HostTensor): Weight {
+    const bytes = packWeight(tensor);
+    const limit = this.gpu.limits.maxStorageBufferBindingSize;
+    if (bytes.byteLength > limit) {
+      throw new RangeError(
+        `weight ${name}: ${bytes.byteLength} bytes is past the storage binding limit ${limit}`,
+      );
+    }
+    if (tensor.data.byteLength !== numel(tensor.shape) * DTYPE_BYTES[tensor.dtype]) {
+      throw new RangeError(
+        `weight ${name}: ${tensor.data.byteLength} bytes for ${tensor.dtype} [${tensor.shape}]`,
+      );
+    }
+    const buffer = this.gpu.device.createBuffer({
+      label: name,
+      size: bytes.byteLength,
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
+      mappedAtCreation: true,
+    });
+    new Uint8Array(buffer.getMappedRange()).set(bytes);
+    buffer.unmap();
+    const w = new GpuWeight(name, [...tensor.shape], tensor.dtype, buffer);
+    this.weights.add(w);
+    this.weightBytes += bytes.byteLength;
+    return w;
+  }
+
+  /** An activation holding host values (tests, and callers that feed features in). */
+  fromHost(rows: number, cols: number, values: ArrayLike<number>): Activation {
+    if (values.length !== rows * cols)
+      throw new RangeError(`fromHost: ${values.length} values for [${rows}, ${cols}]`);
+    return new GpuActivation(rows, cols, this.rec.persistentUpload(Float32Array.from(values)));
+  }
+
+  createKvStorage(spec: KvCacheSpec): KvStorage {
+    const kv = new GpuKvStorage(spec, this.gpu.device);
+    this.caches.add(kv);
+    return kv;
+  }
+
+  prepareBatch(layout: BatchLayout, kvBlockSize: number): PreparedBatch {
+    const meta = packBatch(layout, kvBlockSize);
+    const batch = new GpuBatch(layout, kvBlockSize, meta, this.rec.persistentUpload(meta.words));
+    // The registry holds the batch's `owned` array (not the batch), so rope tables added later are freed too.
+    this.batchFinalizer.register(batch, batch.owned);
+    return batch;
+  }
+
+  embed(table: Weight, ids: Int32Array): Activation {
+    return encodeEmbed(this.rec, gpuWeight(table), ids);
+  }
+
+  rmsNorm(x: Activation, weight: Weight, eps: number, groupSize?: number): Activation {
+    return encodeRmsNorm(this.rec, gpuAct(x), gpuWeight(weight), eps, groupSize ?? x.cols);
+  }
+
+  matmul(x: Activation, weight: Weight, bias?: Weight): Activation {
+    return encodeMatmul(
+      this.rec,
+      gpuAct(x),
+      gpuWeight(weight),
+      bias === undefined ? undefined : gpuWeight(bias),
+    );
+  }
+
+  rope(x: Activation, batch: PreparedBatch, rope: RopeSpec): Activation {
+    return encodeRope(this.rec, gpuAct(x), gpuBatch(batch), rope);
+  }
+
+  writeKv(kv: KvStorage, layer: number, k: Activation, v: Activation, batch: PreparedBatch): void {
+    encodeWriteKv(this.rec, gpuKv(kv), layer, gpuAct(k), gpuAct(v), gpuBatch(batch));
+  }
+
+  attention(
+    q: Activation,
+    kv: KvStorage,
+    layer: number,
+    batch: PreparedBatch,
+    numHeads: number,
+    scale: number,
+  ): Activation {
+    return encodeAttention(this.rec, gpuAct(q), gpuKv(kv), layer, gpuBatch(batch), numHeads, scale);
+  }
+
+  siluMul(gate: Activation, up: Activation): Activation {
+    return encodeSiluMul(this.rec, gpuAct(gate), gpuAct(up));
+  }
+
+  add(a: Activation, b: Activation): Activation {
+    return encodeAdd(this.rec, gpuAct(a), gpuAct(b));
+  }
+
+  gatherRows(x: Activation, rows: Int32Array): Activation {
+    return encodeGatherRows(this.rec, gpuAct(x), rows);
+  }
+
+  copyKv(kv: KvStorage, srcSlots: Int32Array, dstSlots: Int32Array): void {
+    encodeCopyKv(this.rec, gpuKv(kv), srcSlots, dstSlots);
+  }
+
+  async readRows(x: Activation): Promise<Float32Array> {
+    const a = gpuAct(x);
+    if (a.elements === 0) return new Float32Array(0);
+    const bytes = await this.rec.read(gpuBuf(a), a.elements * 4);
+    this.throwDeviceError();
+    return new Float32Array(bytes);
+  }
+
+  async argmaxRows(x: Activation): Promise<Int32Array> {
+    const a = gpuAct(x);
+    if (a.rows === 0) return new Int32Array(0);
+    const ids = encodeArgmax(this.rec, a);
+    try {
+      const bytes = await this.rec.read(gpuBuf(ids), a.rows * 4);
+      this.throwDeviceError();
+      return new Int32Array(bytes);
+    } finally {
+      this.release(ids);
+    }
+  }
+
+  release(x: Activation): void {
+    const a = gpuAct(x);
+    const buffer = a.buffer as GPUBuffer;
+    a.buffer = null;
+    // Host-filled activations (fromHost) are upload buffers: they must not be rewritten before the commands
+    // already recorded have run (see recorder.ts).
+    if (buffer.usage & GPUBufferUsage.COPY_DST) this.rec.releaseAfterSubmit(buffer);
+    else this.rec.pool.release(buffer);
+  }
+
+  /** Submits what is recorded without reading (benchmarks; a read does this itself). */
+  async sync(): Promise<void> {
+    this.rec.flush();
+    await this.gpu.device.queue.onSubmittedWorkDone();
+    this.throwDeviceError();
+  }
+
+  stats(): WebGpuBackendStats {
+    let kvBytes = 0;
+    for (const kv of this.caches) kvBytes += kv.bytes;
+    return {
+      pool: this.rec.pool.stats(),
+      weightBytes: this.weightBytes,
+      kvBytes,
+      pipelines: this.rec.pipelineCount(),
+      dispatches: this.rec.dispatches,
+      submits: this.rec.submits,
+    };
+  }
+
+  /** Frees every GPU resource and the Dawn device, so that the process can exit. Safe to call twice. */
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.rec.destroy();
+    for (const w of this.weights) w.buffer.destroy();
+    for (const kv of this.caches) kv.destroy();
+    this.weights.clear();
+    this.caches.clear();
+    this.gpu.destroy();
+  }
+
+  private throwDeviceError(): void {
+    if (this.deviceError !== null) {
+      const message = this.deviceError;
+      this.deviceError = null;
+      throw new WebGpuKernelError(this.gpu.adapter.description || this.gpu.adapter.vendor, message);
+    }
+  }
+}
+
+/** The Backend for a device (BackendFactories.webgpu); the backend owns the device from then on. */
+export function createWebGpuBackend(gpu: WebGpuDevice): WebGpuBackend {
+  return new WebGpuBackend(gpu);
+}
