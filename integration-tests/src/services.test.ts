@@ -1,10 +1,13 @@
-// The three services as real processes: they start with the runtime kit, serve health and their API,
-// keep their state in real SQLite files, refuse bad config with a message naming the key, and stop
-// cleanly on SIGTERM.
+// The three services as real processes against a real nats-server started here: they start with the
+// runtime kit, provision the bus, serve health and their API, keep their state in real SQLite files,
+// heartbeat and consume traces over NATS, refuse bad config or an unreachable NATS with one line naming
+// the problem, and stop cleanly on SIGTERM.
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { credentials, status } from "@grpc/grpc-js";
+import { Heartbeats, publishTrace } from "@specloop/bus";
+import { openTestBus, sampleTrace, testBusConfig, traceSubject, waitFor } from "@specloop/bus/internal";
 import { checkHealth } from "@specloop/cli";
 import {
   type GetNodeStatusResponse,
@@ -19,24 +22,32 @@ import {
   VersionStatus,
 } from "@specloop/proto";
 import { openTrainerStore, speculatorVersions } from "@specloop/speculator-trainer/db";
-import { type TempDir, tempDir } from "@specloop/testkit";
+import { type NatsServer, startNatsServer, type TempDir, tempDir } from "@specloop/testkit";
 import { call, callError } from "./harness/grpc.js";
 import { type ServiceProcess, spawnService } from "./harness/service-process.js";
 
 const insecure = credentials.createInsecure();
 let dir: TempDir;
+let nats: NatsServer;
+/** Environment every service gets: this test's NATS server. */
+let busEnv: Record<string, string>;
 
 before(async () => {
-  dir = await tempDir("specloop-services-");
+  dir = tempDir("specloop-services-");
+  nats = await startNatsServer();
+  busEnv = { SPECLOOP_BUS__URLS: nats.url, SPECLOOP_BUS__HEARTBEATS__TTL_MS: "2000" };
 });
 after(async () => {
-  await dir.dispose();
+  await nats.stop();
+  dir.dispose();
 });
 
 describe("services - inference", () => {
   let node: ServiceProcess;
   before(async () => {
-    node = await spawnService("inference", { env: { SPECLOOP_NODE__ID: "node-a" } });
+    node = await spawnService("inference", {
+      env: { ...busEnv, SPECLOOP_NODE__ID: "node-a", SPECLOOP_NODE__HEARTBEAT_INTERVAL_MS: "200" },
+    });
   });
   after(() => node.stop());
 
@@ -62,8 +73,22 @@ describe("services - inference", () => {
     assert.ok((res.status?.uptimeSeconds ?? -1) >= 0);
   });
 
-  test("services inference - SIGTERM stops it with exit 0", async () => {
-    assert.equal(await node.stop(), 0);
+  test("services inference - heartbeats its status into the node bucket, and withdraws it on SIGTERM", async () => {
+    const bus = await openTestBus(testBusConfig(nats.url));
+    try {
+      const heartbeats = await Heartbeats.open(bus.js);
+      await waitFor("node-a heartbeat", async () =>
+        (await heartbeats.live()).some((n) => n.nodeId === "node-a"),
+      );
+      assert.equal(await node.stop(), 0);
+      const after = await heartbeats.live();
+      assert.equal(
+        after.some((n) => n.nodeId === "node-a"),
+        false,
+      );
+    } finally {
+      await bus.close();
+    }
   });
 });
 
@@ -72,7 +97,7 @@ describe("services - speculator-trainer", () => {
   let dbPath: string;
   before(async () => {
     dbPath = join(dir.path, "trainer.sqlite");
-    trainer = await spawnService("speculator-trainer", { env: { SPECLOOP_STORE__PATH: dbPath } });
+    trainer = await spawnService("speculator-trainer", { env: { ...busEnv, SPECLOOP_STORE__PATH: dbPath } });
   });
   after(() => trainer.stop());
 
@@ -138,11 +163,38 @@ describe("services - speculator-trainer", () => {
 
   test("services trainer - state survives a restart on the same file", async () => {
     assert.equal(await trainer.stop(), 0);
-    trainer = await spawnService("speculator-trainer", { env: { SPECLOOP_STORE__PATH: dbPath } });
+    trainer = await spawnService("speculator-trainer", { env: { ...busEnv, SPECLOOP_STORE__PATH: dbPath } });
     const client = new SpeculatorTrainerClient(trainer.address, insecure);
     const res = await call<GetVersionResponse>((cb) => client.getVersion({ versionId: "v2" }, cb));
     client.close();
     assert.equal(res.version?.status, VersionStatus.VERSION_STATUS_LIVE);
+  });
+});
+
+describe("services - trainer trace intake", () => {
+  test("services trainer - consumes its model's traces over NATS and counts a malformed one as rejected", async () => {
+    const trainer = await spawnService("speculator-trainer", {
+      env: { ...busEnv, SPECLOOP_STORE__PATH: join(dir.path, "intake.sqlite") },
+    });
+    const bus = await openTestBus(testBusConfig(nats.url));
+    const client = new SpeculatorTrainerClient(trainer.address, insecure);
+    try {
+      await publishTrace(bus.js, sampleTrace("req-1"));
+      await bus.js.publish(traceSubject("tiny-code"), new Uint8Array([0xff, 0x01, 0x02]));
+      await publishTrace(bus.js, sampleTrace("req-2"));
+      await publishTrace(bus.js, sampleTrace("req-other", "another-model"));
+      let status: GetTrainerStatusResponse | undefined;
+      await waitFor("trainer counters", async () => {
+        status = await call<GetTrainerStatusResponse>((cb) => client.getTrainerStatus({}, cb));
+        return (status.status?.tracesConsumed ?? 0) >= 2 && (status.status?.tracesRejected ?? 0) >= 1;
+      });
+      assert.equal(status?.status?.tracesConsumed, 2, "another model's trace is not this trainer's");
+      assert.equal(status?.status?.tracesRejected, 1);
+    } finally {
+      client.close();
+      await bus.close();
+      assert.equal(await trainer.stop(), 0);
+    }
   });
 });
 
@@ -169,7 +221,11 @@ describe("services - verifier", () => {
 describe("services - startup failures", () => {
   test("services startup - a bad config value exits 2 with one line naming the variable", async () => {
     const proc = await spawnService("verifier", {
-      env: { SPECLOOP_STORE__PATH: join(dir.path, "v2.sqlite"), SPECLOOP_SERVER__SHUTDOWN_GRACE_MS: "soon" },
+      env: {
+        ...busEnv,
+        SPECLOOP_STORE__PATH: join(dir.path, "v2.sqlite"),
+        SPECLOOP_SERVER__SHUTDOWN_GRACE_MS: "soon",
+      },
       waitServing: false,
     });
     assert.equal(await proc.exited, 2);
@@ -185,5 +241,21 @@ describe("services - startup failures", () => {
     });
     assert.equal(await proc.exited, 1);
     assert.match(proc.output().stderr, /inside-a-file\.sqlite/);
+  });
+
+  test("services startup - an unreachable NATS exits 1 with one line naming the URL", async () => {
+    for (const name of ["inference", "speculator-trainer", "verifier"] as const) {
+      const proc = await spawnService(name, {
+        env: {
+          SPECLOOP_BUS__URLS: "nats://127.0.0.1:1",
+          SPECLOOP_BUS__CONNECT_TIMEOUT_MS: "1000",
+          SPECLOOP_STORE__PATH: join(dir.path, `${name}-nonats.sqlite`),
+        },
+        waitServing: false,
+      });
+      assert.equal(await proc.exited, 1, name);
+      assert.match(proc.output().stderr, /nats:\/\/127\.0\.0\.1:1/, name);
+      assert.equal(proc.output().stderr.trim().split("\n").length, 1, name);
+    }
   });
 });

@@ -1,6 +1,7 @@
 // The inference node's configuration: the runtime kit's server and log sections plus the node's own.
 // Every key can come from YAML or from SPECLOOP_<PATH> (e.g. SPECLOOP_NODE__MODEL_DIR).
 import { hostname } from "node:os";
+import { busConfigSchema } from "@specloop/bus";
 import { serverConfigSchema, serviceConfigSchema } from "@specloop/runtime";
 import { z } from "zod";
 
@@ -9,6 +10,7 @@ export const DEFAULT_MODEL_DIR = "models/tiny-code";
 export const DEFAULT_HEARTBEAT_INTERVAL_MS = 5_000;
 
 export const inferenceConfigSchema = serviceConfigSchema.extend({
+  bus: busConfigSchema,
   server: serverConfigSchema.extend({
     grpcPort: serverConfigSchema.shape.grpcPort.default(DEFAULT_INFERENCE_GRPC_PORT),
   }),

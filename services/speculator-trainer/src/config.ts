@@ -1,5 +1,6 @@
 // The speculator-trainer's configuration: the runtime kit's server and log sections plus its own.
 // Every key can come from YAML or from SPECLOOP_<PATH> (e.g. SPECLOOP_TRAINER__MODEL_ID).
+import { busConfigSchema } from "@specloop/bus";
 import { serverConfigSchema, serviceConfigSchema } from "@specloop/runtime";
 import { z } from "zod";
 import type { TrainingConfig } from "./db/index.js";
@@ -22,6 +23,7 @@ export const DEFAULT_TRAINING_CONFIG: Readonly<TrainingConfig> = Object.freeze({
 });
 
 export const trainerConfigSchema = serviceConfigSchema.extend({
+  bus: busConfigSchema,
   server: serverConfigSchema.extend({
     grpcPort: serverConfigSchema.shape.grpcPort.default(DEFAULT_TRAINER_GRPC_PORT),
   }),

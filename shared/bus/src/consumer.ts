@@ -36,6 +36,8 @@ export interface ConsumerOptions<T> {
   /** Turns bytes into a value; throwing marks the message as poison (terminated). */
   decode: (data: Uint8Array) => T;
   handler: MessageHandler<T>;
+  /** Told about each message terminated as poison (after it is counted), e.g. to persist a counter. */
+  onPoison?: (delivery: Delivery, error: unknown) => void;
   logger: Logger;
   /** How long the server waits for an ack before redelivering. */
   ackWaitMs?: number;
@@ -143,6 +145,7 @@ export async function startConsumer<T>(
       stats.terminated++;
       log.warn({ seq: m.seq, subject: m.subject, err }, "bus: undecodable message terminated");
       m.term(err instanceof Error ? err.message : "undecodable");
+      options.onPoison?.({ subject: m.subject, seq: m.seq, deliveryCount: m.info.redeliveryCount }, err);
       return;
     }
     let result: HandlerResult;
