@@ -1,6 +1,7 @@
 // The `specloop` command tree. Each command lives in src/commands/; this file only wires them.
 import { Command, InvalidArgumentError, Option } from "commander";
 import { checkHealth, describeHealthError } from "./commands/health.js";
+import { addModelCommands } from "./commands/model.js";
 
 function positiveInt(value: string): number {
   const n = Number(value);
@@ -49,5 +50,6 @@ export function buildProgram(io: Io): Command {
       }
     });
 
+  addModelCommands(program, io);
   return program;
 }
