@@ -1,9 +1,11 @@
 // `--backend auto|reference|cpu|webgpu`: which Backend a command runs on. `auto` takes a hardware WebGPU
 // adapter when there is one (a software adapter such as lavapipe is slower than the CPU path) and the
 // CPU backend otherwise. Until the WebAssembly `cpu` backend exists, `cpu` runs on `reference`, and
-// the answer says so (`used` differs from `requested`).
+// the answer says so (`used` differs from `requested`). `webgpu` asked for by name accepts a software
+// adapter (tests, CI); only `auto` refuses one.
 import type { Backend, BackendKind } from "./backend.js";
 import { ReferenceBackend } from "./backends/reference/backend.js";
+import { createWebGpuBackend } from "./backends/webgpu/backend.js";
 import { createWebGpuDevice, type WebGpuDevice } from "./backends/webgpu/device.js";
 import { UnsupportedBackendError } from "./errors.js";
 
@@ -18,7 +20,7 @@ export interface SelectedBackend {
   notes: string[];
 }
 
-/** Backends built from a WebGPU device; empty until the webgpu backend lands. */
+/** How a backend is built from a WebGPU device (tests may substitute their own). */
 export interface BackendFactories {
   webgpu?: (device: WebGpuDevice) => Backend;
 }
@@ -34,7 +36,7 @@ function cpuBackend(requested: BackendChoice, notes: string[]): SelectedBackend 
 
 export async function selectBackend(
   requested: BackendChoice,
-  factories: BackendFactories = {},
+  factories: BackendFactories = { webgpu: createWebGpuBackend },
 ): Promise<SelectedBackend> {
   const notes: string[] = [];
   switch (requested) {
