@@ -1,11 +1,10 @@
 // The `model` commands as a user runs them: a real process on the bundled model, --json parsed.
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
+import { runCli } from "../run-cli.testing.js";
 
-const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 const MODEL = fileURLToPath(new URL("../../../models/tiny-code", import.meta.url));
 
 interface ReferenceInput {
@@ -17,21 +16,6 @@ interface ReferenceInput {
 }
 const REFERENCE = JSON.parse(readFileSync(`${MODEL}/reference.json`, "utf8")) as { inputs: ReferenceInput[] };
 const byName = (name: string) => REFERENCE.inputs.find((i) => i.name === name)!;
-
-function runCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ["--conditions=source", "--import", "tsx", MAIN, ...args]);
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d) => {
-      stdout += d;
-    });
-    child.stderr.on("data", (d) => {
-      stderr += d;
-    });
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 test("model generate: greedy --tokens on cpu gives transformers' continuation and a decode speed", async () => {
   const ref = byName("ids-7");

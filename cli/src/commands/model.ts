@@ -3,7 +3,7 @@ import { BACKEND_CHOICES, type BackendChoice } from "@specloop/engine";
 import { type Command, InvalidArgumentError, Option } from "commander";
 import type { Io } from "../program.js";
 import { parseTokenList } from "./model-common.js";
-import { modelGenerate } from "./model-generate.js";
+import { type ModelGenerateOptions, modelGenerate } from "./model-generate.js";
 import { modelLogits } from "./model-logits.js";
 
 function positiveInt(value: string): number {
@@ -57,34 +57,21 @@ export function addModelCommands(program: Command, io: Io): void {
     )
     .addOption(backendOption())
     .option("--json", "print the answer as JSON")
-    .action(
-      async (opts: {
-        model: string;
-        prompt?: string;
-        tokens?: number[];
-        maxTokens: number;
-        temperature: number;
-        topK?: number;
-        topP?: number;
-        seed?: number;
-        backend: BackendChoice;
-        json?: boolean;
-      }) => {
-        try {
-          const r = await modelGenerate(opts);
-          if (opts.json) io.out(JSON.stringify(r));
-          else {
-            io.out(r.text);
-            io.out(
-              `[${r.output_ids.length} tokens, ${r.finish_reason}; decode ${r.decode_tokens_per_second.toFixed(1)} ` +
-                `tokens/s on ${r.backend_used}${r.backend_used === r.backend_requested ? "" : ` (asked: ${r.backend_requested})`}]`,
-            );
-          }
-        } catch (err) {
-          fail(io, "generate", err);
+    .action(async (opts: ModelGenerateOptions & { json?: boolean }) => {
+      try {
+        const r = await modelGenerate(opts);
+        if (opts.json) io.out(JSON.stringify(r));
+        else {
+          io.out(r.text);
+          io.out(
+            `[${r.output_ids.length} tokens, ${r.finish_reason}; decode ${r.decode_tokens_per_second.toFixed(1)} ` +
+              `tokens/s on ${r.backend_used}${r.backend_used === r.backend_requested ? "" : ` (asked: ${r.backend_requested})`}]`,
+          );
         }
-      },
-    );
+      } catch (err) {
+        fail(io, "generate", err);
+      }
+    });
 
   model
     .command("logits")
