@@ -64,7 +64,8 @@ for (const [i, [n, k, m, bias]] of (
     [1, 513, 33, true],
     [3, 64, 129, false],
     [8, 1024, 40, true],
-    [9, 513, 70, false],
+    [16, 513, 70, false],
+    [17, 96, 33, true],
     [70, 100, 130, true],
   ] as const
 ).entries()) {

@@ -10,27 +10,34 @@ import { ParamBlock, type Recorder } from "../recorder.js";
 import { type GpuActivation, type GpuWeight, gpuBuf } from "../resources.js";
 import { F8_STRUCT, LINEAR_WORKGROUP, weightScalar, weightVec8 } from "../wgsl.js";
 
-/** Up to this many rows take the matrix-vector kernel (its accumulators are per row, in registers). */
-export const MATVEC_MAX_ROWS = 8;
+/**
+ * Up to this many rows take the matrix-vector kernel (its accumulators are per row, in registers): decode
+ * batches and verification passes of a few drafted tokens. The tiled kernel would give such a pass only
+ * m / 64 workgroups, too few to fill a GPU.
+ */
+export const MATVEC_MAX_ROWS = 16;
 const LANES = 32;
 const OUTS = 8;
 const TILE = 64;
 const TK = 16;
 
-/** `bias` is the bias's dtype, or null for none. */
+/**
+ * `rows` is a power of two >= the batch's rows (params.n): one pipeline serves several batch sizes, which
+ * keeps the number of pipelines (and lavapipe's compile time, which grows with rows) small.
+ * `bias` is the bias's dtype, or null for none.
+ */
 export function matvecWgsl(rows: number, dtype: DType, bias: DType | null): string {
-  const rowLoop = (body: string) =>
-    Array.from({ length: rows }, (_, r) => body.replaceAll("ROW", String(r))).join("\n      ");
   return `${LINEAR_WORKGROUP}
 ${F8_STRUCT}
-struct Params { k: u32, m: u32, chunks: u32, full: u32 }
+struct Params { k: u32, m: u32, chunks: u32, full: u32, n: u32 }
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 ${weightVec8(2, "w", dtype)}
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 ${bias ? weightScalar(4, "bias", bias) : ""}
 const R: u32 = ${rows}u;
-var<workgroup> part: array<array<f32, ${LANES * OUTS}>, R>;
+// Rows padded by one so that the lanes summing different rows of a column hit different banks.
+var<workgroup> part: array<array<f32, ${LANES * OUTS + 1}>, R>;
 
 fn x8(at: u32) -> F8 {
   return F8(vec4<f32>(x[at], x[at + 1u], x[at + 2u], x[at + 3u]),
@@ -48,7 +55,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     // Whole chunks: k / 8 of them, no bounds checks on x.
     for (var c = lane; c < params.full; c += ${LANES}u) {
       let wv = w8(rowChunk + c);
-      ${rowLoop("{ let xv = x8(ROW * params.k + c * 8u); acc[ROW] += dot(wv.a, xv.a) + dot(wv.b, xv.b); }")}
+      for (var r = 0u; r < R; r++) {
+        if (r >= params.n) { break; }
+        let xv = x8(r * params.k + c * 8u);
+        acc[r] += dot(wv.a, xv.a) + dot(wv.b, xv.b);
+      }
     }
     // The last, partial chunk (k % 8 values): its weights are zero padding past k, but x past k belongs to
     // the next row (or past the buffer), so it is read element by element.
@@ -56,20 +67,19 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       let wv = w8(rowChunk + params.full);
       let wa = array<f32, 8>(wv.a.x, wv.a.y, wv.a.z, wv.a.w, wv.b.x, wv.b.y, wv.b.z, wv.b.w);
       for (var e = 0u; e < params.k - params.full * 8u; e++) {
-        ${rowLoop("acc[ROW] += wa[e] * x[ROW * params.k + params.full * 8u + e];")}
+        for (var r = 0u; r < params.n; r++) { acc[r] += wa[e] * x[r * params.k + params.full * 8u + e]; }
       }
     }
   }
   for (var r = 0u; r < R; r++) { part[r][lid] = acc[r]; }
   workgroupBarrier();
-  for (var s = ${LANES / 2}u; s > 0u; s >>= 1u) {
-    if (lane < s) {
-      for (var r = 0u; r < R; r++) { part[r][lid] += part[r][lid + s]; }
-    }
-    workgroupBarrier();
-  }
-  if (lane == 0u && j < params.m) {
-    for (var r = 0u; r < R; r++) { y[r * params.m + j] = part[r][lid]${bias ? " + biasAt(j)" : ""}; }
+  // Lane r of each output sums that output's 32 partial sums of row r: one barrier, and code that does
+  // not grow with R (a tree reduction unrolled per row made lavapipe's compile time grow past 10 s).
+  if (lane < params.n && j < params.m) {
+    let first = lid - lane;
+    var sum = 0.0;
+    for (var l = 0u; l < ${LANES}u; l++) { sum += part[lane][first + l]; }
+    y[lane * params.m + j] = sum${bias ? " + biasAt(j)" : ""};
   }
 }`;
 }
@@ -149,14 +159,16 @@ export function encodeMatmul(rec: Recorder, x: GpuActivation, w: GpuWeight, bias
   const buffers = [gpuBuf(x), w.buffer, gpuBuf(y), ...(bias ? [bias.buffer] : [])];
   const biasDtype = bias?.dtype ?? null;
   if (n <= MATVEC_MAX_ROWS) {
+    const rows = 2 ** Math.ceil(Math.log2(n));
     rec.dispatch({
-      key: `matvec:${n}:${w.dtype}:${biasDtype}`,
-      wgsl: () => matvecWgsl(n, w.dtype, biasDtype),
+      key: `matvec:${rows}:${w.dtype}:${biasDtype}`,
+      wgsl: () => matvecWgsl(rows, w.dtype, biasDtype),
       params: new ParamBlock()
         .u32(k)
         .u32(m)
         .u32(w.rowStride / 8)
-        .u32(Math.floor(k / 8)),
+        .u32(Math.floor(k / 8))
+        .u32(n),
       buffers,
       workgroups: Math.ceil(m / OUTS),
     });

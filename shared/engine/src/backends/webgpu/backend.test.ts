@@ -1,0 +1,154 @@
+// The webgpu backend as a whole (its ops one by one are in ../conformance.test.ts): the bundled tiny-code
+// model's logits and greedy tokens match transformers' as on the reference backend, a repeated forward
+// reuses pooled buffers and submits once per read, Dawn errors surface at the read, and a process that
+// destroys the backend exits by itself.
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { WebGpuKernelError } from "../../errors.js";
+import { generate } from "../../generate.js";
+import { buildLayout } from "../../kv/layout.js";
+import { KvManager } from "../../kv/manager.js";
+import { loadModelDir } from "../../loader/hf-model.js";
+import { Model } from "../../model/model.js";
+import { f32Tensor } from "../../tensor.js";
+import { createWebGpuBackend } from "./backend.js";
+import { createWebGpuDevice } from "./device.js";
+import { gpuBuf } from "./resources.js";
+
+const TINY_CODE = fileURLToPath(new URL("../../../../../models/tiny-code/", import.meta.url));
+
+interface ReferenceInput {
+  name: string;
+  input_ids: number[];
+  topk: [number, number][][];
+  greedy: number[];
+}
+
+// lavapipe runs the model at a few GFLOP/s: the inputs of up to 35 tokens and the first greedy tokens keep
+// this test to seconds (model/parity.test.ts runs every input on the reference backend).
+const MAX_PROMPT = 35;
+const GREEDY_TOKENS = 8;
+
+test("webgpu backend - tiny-code matches transformers: top-8 logits at every position, greedy tokens", async () => {
+  const be = createWebGpuBackend(await createWebGpuDevice({ label: "tiny-code" }));
+  try {
+    const all = JSON.parse(readFileSync(`${TINY_CODE}reference.json`, "utf8")) as {
+      inputs: ReferenceInput[];
+    };
+    const inputs = all.inputs.filter((i) => i.input_ids.length <= MAX_PROMPT);
+    const model = Model.load(be, await loadModelDir(TINY_CODE));
+    const vocab = model.config.vocabSize;
+    const total = inputs.reduce((n, i) => n + i.input_ids.length, 0);
+    const kv = new KvManager(be, model.kvSpec(Math.ceil(total / 16) + inputs.length, 16));
+    inputs.forEach((inp, i) => {
+      kv.allocateSlots(String(i), inp.input_ids.length);
+    });
+    const layout = buildLayout(
+      kv,
+      inputs.map((inp, i) => ({ seq: String(i), newTokens: inp.input_ids.length })),
+    );
+    const ids = Int32Array.from(inputs.flatMap((i) => i.input_ids));
+    const out = model.forward(kv.storage, layout, ids, { logitRows: Int32Array.from(ids, (_, r) => r) });
+    const logits = await be.readRows(out.logits!);
+    let maxDiff = 0;
+    inputs.forEach((inp, s) => {
+      const rowStart = layout.sequences[s]!.rowStart;
+      inp.topk.forEach((pairs, p) => {
+        for (const [id, expected] of pairs) {
+          maxDiff = Math.max(maxDiff, Math.abs(logits[(rowStart + p) * vocab + id]! - expected));
+        }
+      });
+    });
+    console.log(
+      `# tiny-code on webgpu: max |logit diff| ${maxDiff.toExponential(2)} over ${total} positions`,
+    );
+    // The parity test's bound for the reference backend (model/parity.test.ts).
+    assert.ok(maxDiff <= 2e-3, `max |logit diff| ${maxDiff}`);
+
+    const n = GREEDY_TOKENS;
+    const { outputs } = await generate(
+      model,
+      inputs.map((inp) => ({ prompt: inp.input_ids, maxTokens: n, stopTokenIds: [] })),
+    );
+    inputs.forEach((inp, i) => {
+      assert.deepEqual(outputs[i]!.tokens, inp.greedy.slice(0, n), `greedy continuation of ${inp.name}`);
+    });
+  } finally {
+    be.destroy();
+  }
+});
+
+test("webgpu backend - a repeated forward reuses pooled buffers and submits once per read", async () => {
+  const be = createWebGpuBackend(await createWebGpuDevice({ label: "pool" }));
+  try {
+    const w = be.loadWeight(
+      "w",
+      f32Tensor(
+        [8, 8],
+        Float32Array.from({ length: 64 }, (_, i) => (i % 7) / 7),
+      ),
+    );
+    const step = async () => {
+      let x = be.fromHost(2, 8, new Float32Array(16).fill(1));
+      for (let i = 0; i < 3; i++) {
+        const y = be.matmul(x, w);
+        be.release(x);
+        const z = be.gatherRows(y, Int32Array.from([0, 1]));
+        be.release(y);
+        const act = be.siluMul(z, z);
+        be.release(z);
+        x = be.add(act, act);
+        be.release(act);
+      }
+      const ids = await be.argmaxRows(x);
+      be.release(x);
+      return ids;
+    };
+    await step();
+    const first = be.stats();
+    await step();
+    await step();
+    const later = be.stats();
+    assert.equal(later.pool.created, first.pool.created, "a steady forward created new buffers");
+    assert.equal(later.submits - first.submits, 2, "one submit per awaited read");
+    assert.equal(later.pipelines, first.pipelines);
+    assert.equal(first.weightBytes, 8 * 8 * 4);
+  } finally {
+    be.destroy();
+  }
+});
+
+test("webgpu backend - a Dawn validation error fails the next read loudly", async () => {
+  const be = createWebGpuBackend(await createWebGpuDevice({ label: "errors" }));
+  try {
+    const x = be.fromHost(1, 4, [1, 2, 3, 4]);
+    const y = be.add(x, x);
+    // A buffer destroyed behind the backend's back makes the recorded submit invalid.
+    gpuBuf(y).destroy();
+    await assert.rejects(be.readRows(y), WebGpuKernelError);
+  } finally {
+    be.destroy();
+  }
+});
+
+test("webgpu backend - a process that destroys the backend exits by itself", () => {
+  const script = `
+    import { createWebGpuBackend } from "./backend.ts";
+    import { createWebGpuDevice } from "./device.ts";
+    const be = createWebGpuBackend(await createWebGpuDevice());
+    const x = be.fromHost(1, 3, [1, 5, 2]);
+    console.log((await be.argmaxRows(be.add(x, x)))[0]);
+    be.destroy();
+  `;
+  const child = spawnSync(
+    process.execPath,
+    ["--conditions=source", "--import", "tsx", "--input-type=module", "-e", script],
+    { cwd: fileURLToPath(new URL(".", import.meta.url)), encoding: "utf8", timeout: 30_000 },
+  );
+  assert.equal(child.signal, null, `the process did not exit by itself: ${child.stderr}`);
+  assert.equal(child.status, 0, child.stderr);
+  assert.equal(child.stdout.trim(), "1");
+});
