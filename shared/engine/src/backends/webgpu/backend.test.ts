@@ -121,6 +121,26 @@ test("webgpu backend - a repeated forward reuses pooled buffers and submits once
   }
 });
 
+test("webgpu backend - a recording longer than one uniform arena chunk (64 KiB) computes every step", async () => {
+  const be = createWebGpuBackend(await createWebGpuDevice({ label: "arena" }));
+  try {
+    // 64 KiB holds 4096 uniform blocks at lavapipe's 16-byte alignment (256 at the H100's 256 bytes).
+    const steps = 4500;
+    const one = be.fromHost(1, 4, [1, 1, 1, 1]);
+    let x = be.fromHost(1, 4, [0, 1, 2, 3]);
+    for (let i = 0; i < steps; i++) {
+      const next = be.add(x, one);
+      be.release(x);
+      x = next;
+    }
+    const before = be.stats().submits;
+    assert.deepEqual(Array.from(await be.readRows(x)), [steps, steps + 1, steps + 2, steps + 3]);
+    assert.equal(be.stats().submits - before, 1);
+  } finally {
+    be.destroy();
+  }
+});
+
 test("webgpu backend - a Dawn validation error fails the next read loudly", async () => {
   const be = createWebGpuBackend(await createWebGpuDevice({ label: "errors" }));
   try {
