@@ -23,6 +23,7 @@ import {
   type TestBackend,
   uniform,
 } from "./conformance-support.js";
+import { createCpuBackend } from "./cpu/backend.js";
 import { ReferenceBackend } from "./reference/backend.js";
 import { createWebGpuBackend } from "./webgpu/backend.js";
 import { createWebGpuDevice } from "./webgpu/device.js";
@@ -32,8 +33,10 @@ interface BackendRow {
   open(): Promise<TestBackend>;
 }
 
-/** The backends checked against `reference`; the WebAssembly `cpu` backend joins as another row. */
+/** The backends checked against `reference`. */
 const BACKENDS: BackendRow[] = [
+  // 3 threads on any machine and every product split, so uneven column shares are exercised too.
+  { name: "cpu", open: () => createCpuBackend({ threads: 3, minSplitWork: 0 }) },
   {
     name: "webgpu",
     open: async () => createWebGpuBackend(await createWebGpuDevice({ label: "conformance" })),
@@ -77,6 +80,27 @@ for (const [i, [n, k, m, bias]] of (
     run: async (b, rng) => {
       const w = b.loadWeight("w", randomWeight(rng, [m, k], dtype));
       const bw = bias ? b.loadWeight("b", randomWeight(rng, [m], dtype)) : undefined;
+      return b.readRows(b.matmul(input(b, rng, n, k), w, bw));
+    },
+  });
+}
+
+// Every decode/verify width the kernel tiles differently (n = 1..16), over odd output and inner sizes.
+for (let n = 1; n <= 16; n++) {
+  const [k, m] = [
+    [513, 7],
+    [7, 513],
+    [64, 1],
+    [100, 33],
+  ][n % 4] as [number, number];
+  const dtype = DTYPES[n % 3] as DType;
+  cases.push({
+    op: "matmul",
+    name: `n = ${n}: ${dtype} [${n}, ${k}] x [${m}, ${k}]^T + bias`,
+    maxNmse: F32_NMSE,
+    run: async (b, rng) => {
+      const w = b.loadWeight("w", randomWeight(rng, [m, k], dtype));
+      const bw = b.loadWeight("b", randomWeight(rng, [m], "f32"));
       return b.readRows(b.matmul(input(b, rng, n, k), w, bw));
     },
   });

@@ -1,0 +1,105 @@
+// Worker threads over one shared WasmMemory, each running the same kernel module. A product's
+// output columns (rows of W) are split into equal chunks, the main thread taking chunk 0 itself so that
+// `threads` counts every core used. Products too small to pay for a wake-up run on the main thread alone.
+//
+// Synchronisation (measured on the 2-core development machine, tiny-code shapes, bench/cpu-matmul.ts):
+// spinning on Atomics.load before falling back to Atomics.wait is kept as the default. See
+// bench/results/cpu-matmul.md for the spin vs plain-wait numbers.
+import { Worker } from "node:worker_threads";
+import {
+  ARGS,
+  CONTROL_BYTE_OFFSET,
+  CONTROL_SLOTS,
+  control,
+  PENDING,
+  SEQ,
+  STOP,
+  share,
+  type WorkerInit,
+  waitWhile,
+} from "./control.js";
+import { instantiate, type MatmulFn, type WasmMemory, type WasmModule } from "./wasm.js";
+import { WORKER_SOURCE } from "./worker.js";
+
+export interface PoolOptions {
+  threads: number;
+  /** Polls before sleeping, for workers waiting for a job and the main thread waiting for workers. */
+  spin: number;
+  /** Multiply-adds (n * k * m) below which a product runs on the main thread only. */
+  minSplitWork: number;
+}
+
+export class MatmulPool {
+  private readonly ctl: Int32Array;
+  private readonly workers: Worker[];
+  private readonly local: MatmulFn;
+  private destroyed = false;
+
+  private constructor(
+    memory: WasmMemory,
+    module: WasmModule,
+    workers: Worker[],
+    readonly options: PoolOptions,
+  ) {
+    this.ctl = control(memory);
+    this.workers = workers;
+    this.local = instantiate(module, memory);
+  }
+
+  static async create(module: WasmModule, memory: WasmMemory, options: PoolOptions): Promise<MatmulPool> {
+    if (memory.buffer.byteLength < CONTROL_BYTE_OFFSET + CONTROL_SLOTS * 4)
+      throw new RangeError("MatmulPool: memory too small for the control block");
+    const workers: Worker[] = [];
+    for (let index = 1; index < options.threads; index++) {
+      const workerData: WorkerInit = { module, memory, index, spin: options.spin };
+      const w = new Worker(WORKER_SOURCE, { eval: true, workerData });
+      // A worker never keeps the process alive: the main thread waits on it synchronously while it works.
+      w.unref();
+      workers.push(w);
+    }
+    await Promise.all(
+      workers.map(
+        (w) =>
+          new Promise<void>((resolve, reject) => {
+            w.once("message", () => resolve());
+            w.once("error", reject);
+          }),
+      ),
+    );
+    return new MatmulPool(memory, module, workers, options);
+  }
+
+  get threads(): number {
+    return this.options.threads;
+  }
+
+  /** out[n, m] = x[n, k] W[m, k]^T (+ bias), all byte offsets into the shared memory. */
+  matmul(x: number, w: number, bias: number, out: number, n: number, k: number, m: number, dt: number): void {
+    if (this.destroyed) throw new Error("cpu backend: used after destroy()");
+    const threads =
+      n * k * m < this.options.minSplitWork ? 1 : Math.min(this.options.threads, Math.ceil(m / 4));
+    if (threads <= 1) {
+      this.local(x, w, bias, out, n, k, m, 0, m, dt);
+      return;
+    }
+    const ctl = this.ctl;
+    const args = [x, w, bias, out, n, k, m, dt, threads];
+    for (let i = 0; i < args.length; i++) ctl[ARGS + i] = args[i] as number;
+    Atomics.store(ctl, PENDING, threads - 1);
+    Atomics.add(ctl, SEQ, 1);
+    Atomics.notify(ctl, SEQ);
+    const [j0, j1] = share(m, threads, 0);
+    this.local(x, w, bias, out, n, k, m, j0, j1, dt);
+    let left = Atomics.load(ctl, PENDING);
+    while (left !== 0) left = waitWhile(ctl, PENDING, left, this.options.spin);
+  }
+
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    Atomics.store(this.ctl, STOP, 1);
+    Atomics.add(this.ctl, SEQ, 1);
+    Atomics.notify(this.ctl, SEQ);
+    for (const w of this.workers) void w.terminate();
+  }
+}
