@@ -27,7 +27,7 @@ test("model generate: greedy --tokens on cpu gives transformers' continuation an
   const out = JSON.parse(r.stdout);
   assert.deepEqual(out.output_ids, ref.greedy.slice(0, 8));
   assert.equal(out.backend_requested, "cpu");
-  assert.equal(out.backend_used, "reference");
+  assert.equal(out.backend_used, "cpu");
   assert.equal(out.decode_tokens, 7);
   assert.ok(out.decode_tokens_per_second > 0);
   assert.equal(typeof out.text, "string");

@@ -10,6 +10,12 @@ export type {
   SequenceLayout,
   Weight,
 } from "./backend.js";
+export {
+  CpuBackend,
+  type CpuBackendOptions,
+  CpuWeight,
+  createCpuBackend,
+} from "./backends/cpu/backend.js";
 export { ReferenceBackend } from "./backends/reference/backend.js";
 export {
   createWebGpuBackend,

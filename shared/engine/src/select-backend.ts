@@ -1,9 +1,10 @@
 // `--backend auto|reference|cpu|webgpu`: which Backend a command runs on. `auto` takes a hardware WebGPU
 // adapter when there is one (a software adapter such as lavapipe is slower than the CPU path) and the
-// CPU backend otherwise. Until the WebAssembly `cpu` backend exists, `cpu` runs on `reference`, and
-// the answer says so (`used` differs from `requested`). `webgpu` asked for by name accepts a software
-// adapter (tests, CI); only `auto` refuses one.
+// WebAssembly SIMD `cpu` backend (all cores) otherwise. `reference` is the plain TypeScript yardstick,
+// selectable by name only. `webgpu` asked for by name accepts a software adapter (tests, CI); only `auto`
+// refuses one.
 import type { Backend, BackendKind } from "./backend.js";
+import { type CpuBackendOptions, createCpuBackend } from "./backends/cpu/backend.js";
 import { ReferenceBackend } from "./backends/reference/backend.js";
 import { createWebGpuBackend } from "./backends/webgpu/backend.js";
 import { createWebGpuDevice, type WebGpuDevice } from "./backends/webgpu/device.js";
@@ -23,15 +24,24 @@ export interface SelectedBackend {
 /** How a backend is built from a WebGPU device (tests may substitute their own). */
 export interface BackendFactories {
   webgpu?: (device: WebGpuDevice) => Backend;
+  /** Options of the `cpu` backend (threads: default os.availableParallelism()). */
+  cpu?: CpuBackendOptions;
 }
 
 export function isBackendChoice(s: string): s is BackendChoice {
   return (BACKEND_CHOICES as readonly string[]).includes(s);
 }
 
-function cpuBackend(requested: BackendChoice, notes: string[]): SelectedBackend {
-  notes.push("the WebAssembly cpu backend is not built yet; cpu runs on the reference backend");
-  return { backend: new ReferenceBackend(), requested, used: "reference", notes };
+async function cpuBackend(
+  requested: BackendChoice,
+  notes: string[],
+  options: CpuBackendOptions | undefined,
+): Promise<SelectedBackend> {
+  const backend = await createCpuBackend(options);
+  notes.push(
+    `cpu: WebAssembly SIMD${backend.fma ? " with relaxed-SIMD FMA" : ""} on ${backend.threads} thread${backend.threads === 1 ? "" : "s"}`,
+  );
+  return { backend, requested, used: "cpu", notes };
 }
 
 export async function selectBackend(
@@ -43,7 +53,7 @@ export async function selectBackend(
     case "reference":
       return { backend: new ReferenceBackend(), requested, used: "reference", notes };
     case "cpu":
-      return cpuBackend(requested, notes);
+      return cpuBackend(requested, notes, factories.cpu);
     case "webgpu": {
       if (factories.webgpu === undefined)
         throw new UnsupportedBackendError("webgpu", "the webgpu backend is not built yet");
@@ -56,14 +66,14 @@ export async function selectBackend(
         device = await createWebGpuDevice({ allowSoftware: false });
       } catch (err) {
         notes.push(`no hardware WebGPU adapter: ${err instanceof Error ? err.message : String(err)}`);
-        return cpuBackend(requested, notes);
+        return cpuBackend(requested, notes, factories.cpu);
       }
       if (factories.webgpu === undefined) {
         notes.push(
           `WebGPU adapter ${device.adapter.description || device.adapter.device} found, but the webgpu backend is not built yet`,
         );
         device.destroy();
-        return cpuBackend(requested, notes);
+        return cpuBackend(requested, notes, factories.cpu);
       }
       notes.push(`WebGPU adapter ${device.adapter.description || device.adapter.device}`);
       return { backend: factories.webgpu(device), requested, used: "webgpu", notes };
