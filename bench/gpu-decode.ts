@@ -1,0 +1,202 @@
+// Decode speed of the webgpu backend on one model directory, against the memory roofline:
+//   node --conditions=source --import tsx bench/gpu-decode.ts --model DIR [--batch 1,16] [--prompt 32]
+//        [--new 128] [--runs 2] [--warmup-new 16] [--budget-s 60] [--breakdown-steps 32] [--out FILE]
+// On the GPU machine it runs as an esbuild bundle (bench/gpu-run.sh). DIR is a Hugging Face directory; a
+// tokenizer is not needed (config.json + *.safetensors is enough).
+//
+// Per batch size:
+//   1. warm-up: a short generate() (compiles this batch size's pipelines, fills the buffer pool);
+//   2. `runs` timed generate() calls of `new` tokens per sequence: the engine's real path, greedy ids read
+//      back each step. Decode tokens/s is aggregate over the batch; the median run is the figure. If the
+//      warm-up's step time says the runs would take longer than --budget-s, `new` is cut to fit (the
+//      result says so in new_tokens_reduced_from);
+//   3. a breakdown: the same loop written out (KvManager, buildLayout, forward, argmaxRows) so each step's
+//      time splits into recording (JavaScript: building the pass, one bind group per dispatch) and waiting
+//      (submit, GPU execution, the 4-byte-per-row read back), with dispatches and submits per step.
+// The roofline: bytes a step must read = weights as stored (embedding table only as the tied LM head) +
+// every sequence's K and V over all layers at the engine's KV element size, over 3.0 TB/s.
+import {
+  buildLayout,
+  createWebGpuBackend,
+  createWebGpuDevice,
+  KvManager,
+  Model,
+  type WebGpuBackend,
+} from "@specloop/engine";
+import {
+  emit,
+  hostInfo,
+  intArg,
+  intListArg,
+  kvElementBytes,
+  loadBenchModel,
+  median,
+  parseArgs,
+  ROOFLINE_BYTES_PER_SECOND,
+  roofline,
+  round,
+  weightBytesPerStep,
+} from "./common.js";
+import { benchPrompts, decodeRun } from "./decode.js";
+
+const args = parseArgs(process.argv.slice(2), new Set());
+const modelDir = args.get("model");
+if (modelDir === undefined) throw new RangeError("--model DIR is required");
+const batches = intListArg(args, "batch", [1, 16]);
+const promptLen = intArg(args, "prompt", 32);
+const newTokens = intArg(args, "new", 128);
+const runs = intArg(args, "runs", 2);
+const warmupNew = intArg(args, "warmup-new", 16);
+const budgetSeconds = intArg(args, "budget-s", 60);
+const breakdownSteps = intArg(args, "breakdown-steps", 32);
+
+interface Breakdown {
+  steps: number;
+  record_ms_per_step: number;
+  wait_ms_per_step: number;
+  dispatches_per_step: number;
+  submits_per_step: number;
+  kv_element_bytes: number;
+}
+
+/** generate()'s loop written out, timing recording and waiting apart (see the header). */
+async function breakdown(be: WebGpuBackend, model: Model, batch: number, steps: number): Promise<Breakdown> {
+  const blockSize = 16;
+  const prompts = benchPrompts(batch, promptLen, model.config.vocabSize);
+  const kv = new KvManager(
+    be,
+    model.kvSpec(batch * Math.ceil((promptLen + steps + 1) / blockSize), blockSize),
+  );
+  const seqs = prompts.map((_, i) => String(i));
+  const grow = (s: string, n: number) => {
+    if (kv.allocateSlots(s, n) === null) throw new Error(`breakdown: KV blocks ran out for sequence ${s}`);
+  };
+  for (const s of seqs) grow(s, promptLen);
+  const prefill = buildLayout(
+    kv,
+    seqs.map((seq) => ({ seq, newTokens: promptLen })),
+  );
+  const first = model.forward(kv.storage, prefill, Int32Array.from(prompts.flat()));
+  let last = await be.argmaxRows(first.logits!);
+  be.release(first.logits!);
+  for (const s of seqs) kv.commit(s, promptLen);
+  let record = 0;
+  let wait = 0;
+  const before = be.stats();
+  for (let j = 0; j < steps; j++) {
+    const t0 = performance.now();
+    for (const s of seqs) grow(s, 1);
+    const layout = buildLayout(
+      kv,
+      seqs.map((seq) => ({ seq, newTokens: 1 })),
+    );
+    const { logits } = model.forward(kv.storage, layout, last);
+    const t1 = performance.now();
+    last = await be.argmaxRows(logits!);
+    be.release(logits!);
+    for (const s of seqs) kv.commit(s, 1);
+    const t2 = performance.now();
+    record += t1 - t0;
+    wait += t2 - t1;
+  }
+  const after = be.stats();
+  const elementBytes = kvElementBytes(kv.storage);
+  for (const s of seqs) kv.free(s);
+  return {
+    steps,
+    record_ms_per_step: round(record / steps, 3),
+    wait_ms_per_step: round(wait / steps, 3),
+    dispatches_per_step: round((after.dispatches - before.dispatches) / steps, 1),
+    submits_per_step: round((after.submits - before.submits) / steps, 2),
+    kv_element_bytes: elementBytes,
+  };
+}
+
+const tLoad = performance.now();
+const { id, source } = await loadBenchModel(modelDir);
+const readSeconds = (performance.now() - tLoad) / 1000;
+const device = await createWebGpuDevice({ label: "gpu-decode" });
+const be = createWebGpuBackend(device);
+const rows = [];
+let uploadSeconds = 0;
+try {
+  const tUp = performance.now();
+  const model = Model.load(be, source);
+  await be.sync();
+  uploadSeconds = (performance.now() - tUp) / 1000;
+  const weightBytes = weightBytesPerStep(model.config, source.tensors);
+  console.error(
+    `[gpu-decode] ${id}: ${(weightBytes / 1e9).toFixed(3)} GB of weights per step; read ${readSeconds.toFixed(1)} s, ` +
+      `upload ${uploadSeconds.toFixed(1)} s on ${device.adapter.description || device.adapter.device}`,
+  );
+  for (const batch of batches) {
+    const warm = await decodeRun(model, batch, promptLen, warmupNew);
+    const warmStepSeconds = warm.stats.decodeSeconds / Math.max(1, warm.stats.decodeSteps);
+    // Leave a quarter of the budget for the breakdown and the prefills.
+    const fits = Math.floor((0.75 * budgetSeconds) / (runs * warmStepSeconds));
+    const n = Math.max(Math.min(newTokens, fits), Math.min(newTokens, 16));
+    const measured = [];
+    for (let r = 0; r < runs; r++) measured.push(await decodeRun(model, batch, promptLen, n));
+    const tps = median(measured.map((m) => m.stats.decodeTokensPerSecond));
+    const msStep = median(measured.map((m) => (1000 * m.stats.decodeSeconds) / m.stats.decodeSteps));
+    const bd = await breakdown(be, model, batch, Math.min(breakdownSteps, n));
+    const roof = roofline(model.config, weightBytes, bd.kv_element_bytes, batch, promptLen, n);
+    const row = {
+      batch,
+      prompt_tokens: promptLen,
+      new_tokens: n,
+      ...(n < newTokens ? { new_tokens_reduced_from: newTokens } : {}),
+      decode_tokens_per_second: round(tps, 1),
+      ms_per_step: round(msStep, 3),
+      runs_tokens_per_second: measured.map((m) => round(m.stats.decodeTokensPerSecond, 1)),
+      prefill_seconds: round(median(measured.map((m) => m.stats.prefillSeconds)), 4),
+      warmup_ms_per_step: round(1000 * warmStepSeconds, 3),
+      roofline: {
+        weight_bytes_per_step: roof.weightBytesPerStep,
+        kv_element_bytes: roof.kvElementBytes,
+        mean_kv_bytes_per_step: Math.round(roof.meanKvBytesPerStep),
+        mean_bytes_per_step: Math.round(roof.meanBytesPerStep),
+        bytes_per_second: ROOFLINE_BYTES_PER_SECOND,
+        ceiling_tokens_per_second: round(roof.ceilingTokensPerSecond, 1),
+        share: round(tps / roof.ceilingTokensPerSecond, 4),
+        achieved_bytes_per_second: Math.round((roof.meanBytesPerStep * 1000) / msStep),
+      },
+      breakdown: bd,
+      first_tokens: measured[0]?.firstSequence.slice(0, 32),
+    };
+    rows.push(row);
+    console.error(
+      `[gpu-decode] ${id} batch ${batch}: ${row.decode_tokens_per_second} tok/s, ${row.ms_per_step} ms/step ` +
+        `(record ${bd.record_ms_per_step} + wait ${bd.wait_ms_per_step} ms, ${bd.dispatches_per_step} dispatches); ` +
+        `roofline ${row.roofline.ceiling_tokens_per_second} tok/s, share ${(100 * row.roofline.share).toFixed(1)}%`,
+    );
+  }
+  const stats = be.stats();
+  emit(
+    {
+      benchmark: "gpu-decode",
+      date: new Date().toISOString(),
+      host: hostInfo(),
+      adapter: device.adapter,
+      features: [...device.features],
+      limits: {
+        maxStorageBufferBindingSize: device.limits.maxStorageBufferBindingSize,
+        maxComputeWorkgroupStorageSize: device.limits.maxComputeWorkgroupStorageSize,
+        maxComputeInvocationsPerWorkgroup: device.limits.maxComputeInvocationsPerWorkgroup,
+      },
+      model: id,
+      family: model.config.family,
+      greedy: true,
+      runs,
+      read_seconds: round(readSeconds, 2),
+      upload_seconds: round(uploadSeconds, 2),
+      resident_weight_bytes: stats.weightBytes,
+      pipelines: stats.pipelines,
+      pool: stats.pool,
+      results: rows,
+    },
+    args.get("out"),
+  );
+} finally {
+  be.destroy();
+}

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The whole GPU benchmark in one device call (see bench/README.md). Prepared here:
+#   bash ../shared/device/prepare.sh          # .gpu/: Node, Dawn, the Vulkan loader
+#   bash bench/gpu-run.sh --bundle            # bench/gpu-decode.ts -> .gpu/app/gpu-decode.mjs
+# then on the device, with carry [".gpu"]:   bash bench/gpu-run.sh
+# It makes the random Qwen3-0.6B-shaped checkpoint, runs the webgpu engine (gpu-decode) and transformers
+# (eager and sdpa) on the bundled tiny-code and on that checkpoint, batch 1 and 16, and leaves JSON and one
+# log in $OUT (at most 8 files come back: 4 JSON + run.log). Each step has its own time limit and a failing
+# step does not stop the others, so one call yields whatever could be measured.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "${1:-}" = "--bundle" ]; then
+  # The engine takes only its error classes from @specloop/runtime, whose barrel also loads gRPC (files read
+  # at import time that a bundle does not carry): point the bundle at runtime's errors module alone. The
+  # banner gives the ES module bundle a `require` for the CommonJS dependencies esbuild inlines.
+  exec npx esbuild bench/gpu-decode.ts --bundle --platform=node --format=esm --target=node20 \
+    --conditions=source --external:webgpu --alias:@specloop/runtime=./shared/runtime/src/errors.ts \
+    --outfile=.gpu/app/gpu-decode.mjs --log-level=warning \
+    "--banner:js=import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);"
+fi
+
+OUT=${OUT:-$PWD/.bench-out}
+mkdir -p "$OUT"
+exec > >(tee -a "$OUT/run.log") 2>&1
+export PYTHONUNBUFFERED=1
+NEW=${BENCH_NEW:-128}
+QWEN=${TMPDIR:-/tmp}/qwen3-0.6b-shape
+
+step() { # step LIMIT_S NAME CMD...: one benchmark step, timed, never fatal
+  local limit=$1 name=$2
+  shift 2
+  echo "=== $name (limit ${limit}s) $(date -u +%T)"
+  local t0=$SECONDS
+  timeout "$limit" "$@"
+  echo "=== $name: exit $? after $((SECONDS - t0)) s"
+}
+
+source .gpu/env.sh
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.memory --format=csv
+python3 -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'
+grep -m1 'model name' /proc/cpuinfo
+step 40 "random Qwen3-0.6B-shape weights" \
+  python3 tools/test-checkpoints/qwen3-0.6b-shape/make_random_weights.py --out "$QWEN"
+step 70 "engine webgpu: tiny-code" \
+  node .gpu/app/gpu-decode.mjs --model models/tiny-code --new "$NEW" --budget-s 30 --out "$OUT/gpu-tiny-code.json"
+step 170 "engine webgpu: qwen3-0.6b-shape" \
+  node .gpu/app/gpu-decode.mjs --model "$QWEN" --new "$NEW" --budget-s 60 --out "$OUT/gpu-qwen3-0.6b-shape.json"
+step 70 "transformers: tiny-code" \
+  python3 bench/transformers_decode.py --model models/tiny-code --new "$NEW" --runs 1 --out "$OUT/hf-tiny-code.json"
+step 140 "transformers: qwen3-0.6b-shape" \
+  python3 bench/transformers_decode.py --model "$QWEN" --new "$NEW" --runs 1 --out "$OUT/hf-qwen3-0.6b-shape.json"
+echo "=== done $(date -u +%T)"
