@@ -55,12 +55,19 @@ export {
 export { type BatchEntry, buildLayout, treeDepths } from "./kv/layout.js";
 export { blockBytes, blocksForBudget, KvManager } from "./kv/manager.js";
 export {
-  type GenerationDefaults,
+  type Checkpoint,
+  type CheckpointTensors,
   INDEX_FILE,
+  loadCheckpoint,
+  loadCheckpointTensors,
+  type ShardIndex,
+  SINGLE_FILE,
+} from "./loader/checkpoint.js";
+export {
+  type GenerationDefaults,
   type LoadedModel,
   type LoadModelOptions,
   loadModelDir,
-  SINGLE_FILE,
 } from "./loader/hf-model.js";
 export {
   encodeSafetensors,

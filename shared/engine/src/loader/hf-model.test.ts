@@ -6,6 +6,7 @@ import { after, before, describe, test } from "node:test";
 import { ModelFileError, UnsupportedModelError } from "../errors.js";
 import { expectedTensors, type ModelConfig, parseModelConfig } from "../model/config.js";
 import { DTYPE_BYTES, type HostTensor, numel } from "../tensor.js";
+import { loadCheckpoint, loadCheckpointTensors } from "./checkpoint.js";
 import { INDEX_FILE, loadModelDir } from "./hf-model.js";
 import { encodeSafetensors } from "./safetensors.js";
 
@@ -129,6 +130,23 @@ describe("loader hf-model", () => {
     const bytes = 2 * (8192 * 8 + 8 + 2 * (8 + 8 + 8 * 8 + 2 * 4 * 8 + 8 * 8 + 3 * 16 * 8));
     assert.equal(a.weightBytes, bytes);
     assert.equal(b.weightBytes, bytes);
+  });
+
+  test("loader hf-model - a checkpoint without a tokenizer loads its config and weights (loadCheckpoint)", async () => {
+    const dir = fresh();
+    const weightMap = await writeModel(dir, tensorsFor(config), { shards: 3 });
+    await unlink(join(dir, "tokenizer.json"));
+    const read = await loadCheckpointTensors(dir);
+    assert.deepEqual(read.index?.weightMap, Object.fromEntries(weightMap));
+    assert.equal(read.index?.path, join(dir, INDEX_FILE));
+    assert.equal(read.index?.totalSize, 0, "total_size as the index gives it (writeIndex writes 0)");
+    assert.deepEqual(read.files, [...new Set(weightMap.values())]);
+    for (const [name, shard] of weightMap) assert.equal(read.sources.get(name), join(dir, shard));
+    const ckpt = await loadCheckpoint(dir);
+    assert.deepEqual(ckpt.config, config);
+    assert.deepEqual([...ckpt.tensors.keys()].sort(), [...expectedTensors(config).keys()].sort());
+    const bytes = [...expectedTensors(config).values()].reduce((n, s) => n + numel(s) * DTYPE_BYTES.bf16, 0);
+    assert.equal(ckpt.weightBytes, bytes);
   });
 
   test("loader hf-model - refuses a missing shard, naming it", async () => {

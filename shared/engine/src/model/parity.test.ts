@@ -11,10 +11,8 @@ import { ReferenceBackend } from "../backends/reference/backend.js";
 import { generate } from "../generate.js";
 import { buildLayout } from "../kv/layout.js";
 import { KvManager } from "../kv/manager.js";
+import { loadCheckpoint } from "../loader/checkpoint.js";
 import { loadModelDir } from "../loader/hf-model.js";
-import { readSafetensors } from "../loader/safetensors.js";
-import type { HostTensor } from "../tensor.js";
-import { parseModelConfig } from "./config.js";
 import { Model, type ModelSource } from "./model.js";
 
 const MODELS = fileURLToPath(new URL("../../../../models/", import.meta.url));
@@ -37,19 +35,10 @@ function modelDirs(): string[] {
   return dirs.filter((d) => existsSync(join(d, "reference.json")));
 }
 
-/**
- * The full loader where the checkpoint has a tokenizer; the random test checkpoints have none (parity
- * needs none), so their config and shards are read directly.
- */
+/** The full loader where the checkpoint has a tokenizer; the random test checkpoints have none (parity
+ * needs none), so only their config and weights are loaded. */
 async function loadForParity(dir: string): Promise<ModelSource> {
-  if (existsSync(join(dir, "tokenizer.json"))) return loadModelDir(dir);
-  const json = (f: string) => JSON.parse(readFileSync(join(dir, f), "utf8")) as Record<string, unknown>;
-  const gen = existsSync(join(dir, "generation_config.json")) ? json("generation_config.json") : {};
-  const tensors = new Map<string, HostTensor>();
-  for (const f of readdirSync(dir).filter((f) => f.endsWith(".safetensors"))) {
-    for (const [name, t] of (await readSafetensors(join(dir, f))).tensors) tensors.set(name, t);
-  }
-  return { config: parseModelConfig(json("config.json"), gen), tensors };
+  return existsSync(join(dir, "tokenizer.json")) ? loadModelDir(dir) : loadCheckpoint(dir);
 }
 
 for (const dir of modelDirs()) {
