@@ -56,6 +56,8 @@ interface Breakdown {
   wait_ms_per_step: number;
   dispatches_per_step: number;
   submits_per_step: number;
+  /** Bind groups created per step (0 once the recorder's cache is warm). */
+  bind_groups_per_step: number;
   kv_element_bytes: number;
 }
 
@@ -108,6 +110,7 @@ async function breakdown(be: WebGpuBackend, model: Model, batch: number, steps: 
     wait_ms_per_step: round(wait / steps, 3),
     dispatches_per_step: round((after.dispatches - before.dispatches) / steps, 1),
     submits_per_step: round((after.submits - before.submits) / steps, 2),
+    bind_groups_per_step: round((after.bindGroups - before.bindGroups) / steps, 2),
     kv_element_bytes: elementBytes,
   };
 }

@@ -14,7 +14,7 @@ import type {
 } from "../../backend.js";
 import { WebGpuKernelError } from "../../errors.js";
 import { DTYPE_BYTES, type HostTensor, numel } from "../../tensor.js";
-import { GpuBatch, gpuBatch, packBatch } from "./batch.js";
+import { BatchSlot, GpuBatch, gpuBatch, packBatch } from "./batch.js";
 import type { PoolStats } from "./buffer-pool.js";
 import type { WebGpuDevice } from "./device.js";
 import { encodeAdd } from "./ops/add.js";
@@ -48,6 +48,8 @@ export interface WebGpuBackendStats {
   pipelines: number;
   dispatches: number;
   submits: number;
+  /** Bind groups created so far (steady decoding reuses them: see Recorder.bindGroup). */
+  bindGroups: number;
 }
 
 export class WebGpuBackend implements Backend {
@@ -56,6 +58,12 @@ export class WebGpuBackend implements Backend {
   private readonly weights = new Set<GpuWeight>();
   private readonly caches = new Set<GpuKvStorage>();
   private weightBytes = 0;
+  /**
+   * Where prepared batches keep their metadata while the last one's commands are submitted (every decode
+   * step): one slot, since a step's batch is done with once its read is made; a batch prepared while the
+   * slot's holder still has unsubmitted commands gets buffers of its own.
+   */
+  private readonly batchSlot = new BatchSlot();
   private destroyed = false;
   /** The first validation or out-of-memory error Dawn reported; the next read throws it. */
   private deviceError: string | null = null;
@@ -115,8 +123,9 @@ export class WebGpuBackend implements Backend {
 
   prepareBatch(layout: BatchLayout, kvBlockSize: number): PreparedBatch {
     const meta = packBatch(layout, kvBlockSize);
-    const batch = new GpuBatch(layout, kvBlockSize, meta, this.rec.persistentUpload(meta.words));
-    // The registry holds the batch's `owned` array (not the batch), so rope tables added later are freed too.
+    const slot = this.batchSlot.free(this.rec.submits) ? this.batchSlot : null;
+    const batch = new GpuBatch(layout, kvBlockSize, meta, this.rec, slot);
+    // The registry holds the batch's `owned` array (not the batch), so buffers added later are freed too.
     this.batchFinalizer.register(batch, batch.owned);
     return batch;
   }
@@ -221,6 +230,7 @@ export class WebGpuBackend implements Backend {
       pipelines: this.rec.pipelineCount(),
       dispatches: this.rec.dispatches,
       submits: this.rec.submits,
+      bindGroups: this.rec.bindGroupsCreated,
     };
   }
 
@@ -228,6 +238,7 @@ export class WebGpuBackend implements Backend {
   destroy(): void {
     if (this.destroyed) return;
     this.destroyed = true;
+    this.batchSlot.destroy();
     this.rec.destroy();
     for (const w of this.weights) w.buffer.destroy();
     for (const kv of this.caches) kv.destroy();

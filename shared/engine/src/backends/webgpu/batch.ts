@@ -9,6 +9,7 @@
 //   masks[...]          per tree sequence, newTokens rows of ceil(newTokens / 32) words: bit j of row i is
 //                       set when new token j is token i itself or one of its ancestors
 import type { BatchLayout, PreparedBatch } from "../../backend.js";
+import type { Recorder } from "./recorder.js";
 
 export const SEQ_WORDS = 5;
 
@@ -110,24 +111,106 @@ export function packBatch(layout: BatchLayout, blockSize: number): BatchMeta {
   return { words, positionsOffset, slotsOffset, seqsOffset, maxKeys };
 }
 
+/**
+ * The backend's reusable home for a batch's metadata and RoPE tables. A decode loop prepares a new batch every
+ * step; giving each its own pooled buffers made every bind group that names them new each step (and which
+ * buffers came back depended on when the garbage collector freed old batches). The slot's buffers are
+ * rewritten in place by the next batch, so the same buffers appear step after step.
+ */
+export class BatchSlot {
+  meta: GPUBuffer | null = null;
+  readonly rope = new Map<Float32Array, GPUBuffer>();
+  holder: GpuBatch | null = null;
+  /** Recorder.submits when a command last read the holder's buffers (-1: none yet). */
+  lastUse = -1;
+
+  /** Whether a new batch may take the slot: every command recorded against the holder has been submitted. */
+  free(submits: number): boolean {
+    return this.holder === null || this.lastUse < submits;
+  }
+
+  /** Drops the slot's buffers (they came from the recorder's pool, which destroys them). */
+  destroy(): void {
+    this.meta = null;
+    this.rope.clear();
+    this.holder = null;
+  }
+}
+
+/**
+ * `data` written at the start of `buffer` when it is large enough, otherwise into a new upload buffer (the old
+ * one goes back to the pool after the next submit). Queue writes are ordered after earlier submits, so
+ * commands already submitted still read the old contents.
+ */
+function rewrite(rec: Recorder, buffer: GPUBuffer | null, data: ArrayBufferView): GPUBuffer {
+  if (buffer !== null && buffer.size >= data.byteLength) {
+    rec.device.queue.writeBuffer(buffer, 0, data.buffer, data.byteOffset, data.byteLength);
+    return buffer;
+  }
+  if (buffer !== null) rec.releaseAfterSubmit(buffer);
+  return rec.persistentUpload(data);
+}
+
 /** A BatchLayout uploaded for one forward: its metadata buffer and the RoPE tables built for it. */
 export class GpuBatch implements PreparedBatch {
+  /** Buffers the batch holds itself (when it has no slot), freed together when the batch is garbage. */
+  readonly owned: GPUBuffer[] = [];
+  private metaBuffer: GPUBuffer | null = null;
   /** cos/sin tables per RopeSpec.invFreq, built on first use and kept for every layer's rope. */
-  readonly ropeTables = new Map<Float32Array, GPUBuffer>();
-  /** Every buffer the batch holds (metadata, rope tables), freed together when the batch is garbage. */
-  readonly owned: GPUBuffer[];
+  private readonly ropeTables = new Map<Float32Array, GPUBuffer>();
+
   constructor(
     readonly layout: BatchLayout,
     readonly blockSize: number,
     readonly meta: BatchMeta,
-    readonly buffer: GPUBuffer,
+    private readonly rec: Recorder,
+    /** The slot this batch lives in, or null (none was free, or a later batch took it). */
+    private slot: BatchSlot | null,
   ) {
-    this.owned = [buffer];
+    if (slot) {
+      slot.holder?.evict();
+      slot.holder = this;
+      slot.meta = rewrite(rec, slot.meta, meta.words);
+      this.metaBuffer = slot.meta;
+    }
   }
 
-  addRopeTable(invFreq: Float32Array, table: GPUBuffer): void {
+  /** A later batch took the slot: buffers are re-uploaded into owned ones if this batch is used again. */
+  private evict(): void {
+    this.slot = null;
+    this.metaBuffer = null;
+    this.ropeTables.clear();
+  }
+
+  /** Marks the batch's buffers as read by a command recorded now. */
+  private use(): void {
+    if (this.slot) this.slot.lastUse = this.rec.submits;
+  }
+
+  /** The metadata buffer, for a command recorded now. */
+  get buffer(): GPUBuffer {
+    this.use();
+    if (this.metaBuffer === null) {
+      this.metaBuffer = this.rec.persistentUpload(this.meta.words);
+      this.owned.push(this.metaBuffer);
+    }
+    return this.metaBuffer;
+  }
+
+  /** The RoPE table for `invFreq` (built by `build` on first use), for a command recorded now. */
+  ropeTable(invFreq: Float32Array, build: () => Float32Array): GPUBuffer {
+    this.use();
+    let table = this.ropeTables.get(invFreq);
+    if (table) return table;
+    if (this.slot) {
+      table = rewrite(this.rec, this.slot.rope.get(invFreq) ?? null, build());
+      this.slot.rope.set(invFreq, table);
+    } else {
+      table = this.rec.persistentUpload(build());
+      this.owned.push(table);
+    }
     this.ropeTables.set(invFreq, table);
-    this.owned.push(table);
+    return table;
   }
 }
 

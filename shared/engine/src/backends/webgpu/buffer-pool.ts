@@ -6,6 +6,10 @@
 // released while recorded commands still read it is only ever rewritten by commands recorded (or queue writes
 // issued) after those reads. Queue writes are the exception inside one unsubmitted encoder (they all land
 // before it runs), so the recorder keeps upload buffers out of the pool until the encoder is submitted.
+//
+// A free list hands out its oldest buffer (lowest creation number) rather than the last released: then the
+// buffers a step gets depend only on which are free, not on the order earlier steps released them, so a
+// decode step gets the very buffers the step before got and the recorder's bind groups are reused.
 
 /** Sizes are rounded up so that near sizes share buffers: to 256 bytes, then to 1/8 of the power of two. */
 export function bucketSize(bytes: number): number {
@@ -29,6 +33,8 @@ export interface PoolStats {
 export class BufferPool {
   private readonly free = new Map<string, GPUBuffer[]>();
   private readonly out = new Set<GPUBuffer>();
+  /** Creation number of every buffer the pool made (free lists are kept in descending order of it). */
+  private readonly serial = new Map<GPUBuffer, number>();
   private allocatedBytes = 0;
   private inUseBytes = 0;
   private freeBytes = 0;
@@ -47,6 +53,7 @@ export class BufferPool {
       this.freeBytes -= size;
     } else {
       buffer = this.device.createBuffer({ label: `${this.label} ${size}`, size, usage });
+      this.serial.set(buffer, this.created);
       this.allocatedBytes += size;
       this.created++;
     }
@@ -62,8 +69,15 @@ export class BufferPool {
     this.freeBytes += buffer.size;
     const key = `${buffer.usage}:${buffer.size}`;
     const list = this.free.get(key);
-    if (list) list.push(buffer);
-    else this.free.set(key, [buffer]);
+    if (!list) {
+      this.free.set(key, [buffer]);
+      return;
+    }
+    // Insert keeping descending creation order, so pop() gives the oldest free buffer (lists are short).
+    const n = this.serial.get(buffer) as number;
+    let at = list.length;
+    while (at > 0 && (this.serial.get(list[at - 1] as GPUBuffer) as number) < n) at--;
+    list.splice(at, 0, buffer);
   }
 
   stats(): PoolStats {
@@ -81,6 +95,7 @@ export class BufferPool {
     for (const b of this.out) b.destroy();
     this.free.clear();
     this.out.clear();
+    this.serial.clear();
     this.allocatedBytes = this.inUseBytes = this.freeBytes = 0;
   }
 }

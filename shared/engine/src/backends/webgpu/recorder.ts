@@ -70,6 +70,7 @@ export class Recorder {
   private pass: GPUComputePassEncoder | null = null;
   private readonly arenaChunks: GPUBuffer[] = [];
   private readonly arenaHost = new ArrayBuffer(ARENA_CHUNK);
+  private readonly arenaView = new DataView(this.arenaHost);
   private arenaChunk = 0;
   private arenaOffset = 0;
   private readonly arenaAlign: number;
@@ -78,6 +79,15 @@ export class Recorder {
   /** Dispatches recorded over the recorder's life, for tests and benchmarks. */
   dispatches = 0;
   submits = 0;
+  /** Bind groups created over the recorder's life (a steady decode stops adding to it). */
+  bindGroupsCreated = 0;
+  private readonly bufferIds = new WeakMap<GPUBuffer, number>();
+  private nextBufferId = 1;
+  /** Bind groups used since the last submit, and those of the generation before (see bindGroup). */
+  private groups = new Map<string, GPUBindGroup>();
+  private oldGroups = new Map<string, GPUBindGroup>();
+  /** The pipeline last set on the open pass (a pass starts with none). */
+  private passPipeline: GPUComputePipeline | null = null;
 
   constructor(readonly device: GPUDevice) {
     this.pool = new BufferPool(device, "specloop pool");
@@ -104,13 +114,16 @@ export class Recorder {
 
   private openPass(): GPUComputePassEncoder {
     if (!this.encoder) this.encoder = this.device.createCommandEncoder({ label: "specloop forward" });
-    if (!this.pass) this.pass = this.encoder.beginComputePass();
+    if (!this.pass) {
+      this.pass = this.encoder.beginComputePass();
+      this.passPipeline = null;
+    }
     return this.pass;
   }
 
   /** A slot of the uniform arena for one block; the whole arena is written to the GPU at submit. */
   private paramSlot(block: ParamBlock): GPUBufferBinding {
-    const view = new DataView(this.arenaHost);
+    const view = this.arenaView;
     if (this.arenaOffset + 256 > ARENA_CHUNK) {
       // This chunk is full: write it now (it is read by commands of this encoder only, submitted later).
       this.flushArenaChunk();
@@ -148,17 +161,54 @@ export class Recorder {
     );
   }
 
+  /** A small integer naming a buffer in bind group keys (buffers are never renamed while alive). */
+  private bufferId(b: GPUBuffer): number {
+    let id = this.bufferIds.get(b);
+    if (id === undefined) {
+      id = this.nextBufferId++;
+      this.bufferIds.set(b, id);
+    }
+    return id;
+  }
+
+  /**
+   * The bind group for a dispatch, reused across steps. A decode step records the same dispatches in the same
+   * order each time: the arena hands dispatch i the same uniform slot (it restarts at every submit) and the
+   * pool hands back the same buffers (LIFO per size), so after the first step every lookup hits and no bind
+   * group is created; creating one was most of the ~22 µs a dispatch cost in JavaScript. Entries live two
+   * generations (the steps between submits): what the last step used survives, what a step stopped using
+   * (e.g. a batch buffer that went back to the pool) is dropped, so the cache stays the size of one step.
+   */
+  private bindGroup(d: Dispatch, pipeline: GPUComputePipeline, slot: GPUBufferBinding | null): GPUBindGroup {
+    let key = d.key;
+    if (slot) key += `|${this.arenaChunk}:${slot.offset}:${slot.size}`;
+    for (const b of d.buffers) key += `,${this.bufferId(b)}`;
+    let group = this.groups.get(key);
+    if (group) return group;
+    group = this.oldGroups.get(key);
+    if (!group) {
+      const entries: GPUBindGroupEntry[] = [];
+      if (slot) entries.push({ binding: 0, resource: slot });
+      d.buffers.forEach((buffer, i) => {
+        entries.push({ binding: i + 1, resource: { buffer } });
+      });
+      group = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+      this.bindGroupsCreated++;
+    }
+    this.groups.set(key, group);
+    return group;
+  }
+
   dispatch(d: Dispatch): void {
     if (d.workgroups === 0) return;
     const pipeline = this.pipeline(d);
-    const entries: GPUBindGroupEntry[] = [];
-    if (d.params) entries.push({ binding: 0, resource: this.paramSlot(d.params) });
-    d.buffers.forEach((buffer, i) => {
-      entries.push({ binding: i + 1, resource: { buffer } });
-    });
-    const group = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+    const slot = d.params ? this.paramSlot(d.params) : null;
+    const group = this.bindGroup(d, pipeline, slot);
     const pass = this.openPass();
-    pass.setPipeline(pipeline);
+    if (pipeline !== this.passPipeline) {
+      pass.setPipeline(pipeline);
+      this.passPipeline = pipeline;
+    }
     pass.setBindGroup(0, group);
     const x = Math.min(d.workgroups, MAX_PER_DIM);
     pass.dispatchWorkgroups(x, Math.ceil(d.workgroups / x));
@@ -225,6 +275,12 @@ export class Recorder {
     this.submits++;
     this.arenaChunk = 0;
     this.arenaOffset = 0;
+    // A generation ends at a submit only once it holds something: reads with nothing recorded (a second
+    // read of the same step) must not age out the step's bind groups.
+    if (this.groups.size > 0) {
+      this.oldGroups = this.groups;
+      this.groups = new Map();
+    }
     for (const b of this.afterSubmit) this.pool.release(b);
     this.afterSubmit = [];
   }
@@ -236,5 +292,7 @@ export class Recorder {
     for (const b of this.arenaChunks) b.destroy();
     this.arenaChunks.length = 0;
     this.pipelines.clear();
+    this.groups.clear();
+    this.oldGroups.clear();
   }
 }

@@ -50,11 +50,7 @@ export function encodeRope(rec: Recorder, x: GpuActivation, batch: GpuBatch, spe
       `rope: x [${x.rows}, ${x.cols}], ${batch.layout.rows} rows in the batch, head dim ${d}`,
     );
   }
-  let table = batch.ropeTables.get(spec.invFreq);
-  if (!table) {
-    table = rec.persistentUpload(ropeTable(batch.layout.positions, spec));
-    batch.addRopeTable(spec.invFreq, table);
-  }
+  const table = batch.ropeTable(spec.invFreq, () => ropeTable(batch.layout.positions, spec));
   const y = rec.activation(x.rows, x.cols);
   const pairs = x.elements / 2;
   rec.dispatch({
