@@ -9,8 +9,12 @@
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { availableParallelism, cpus } from "node:os";
+import { createCpuBackend } from "../shared/engine/src/backends/cpu/backend.js";
 import { MatmulPool } from "../shared/engine/src/backends/cpu/pool.js";
 import { DTYPE_CODE, kernelModule, sharedMemory, WasmHeap } from "../shared/engine/src/backends/cpu/wasm.js";
+import { generate } from "../shared/engine/src/generate.js";
+import { loadModelDir } from "../shared/engine/src/loader/hf-model.js";
+import { Model } from "../shared/engine/src/model/model.js";
 
 const quick = process.argv.includes("--quick");
 /** tiny-code: q/o [384, 384], k/v [128, 384], gate/up [768, 384], down [384, 768], tied LM head [8192, 384]. */
@@ -102,6 +106,30 @@ for (const backend of ["reference", "cpu"]) {
   );
   const r = JSON.parse(json) as { decode_tokens_per_second: number; backend_used: string };
   say(`| ${r.backend_used} | ${r.decode_tokens_per_second.toFixed(1)} |`);
+}
+
+// The same decode in this process: the cpu backend on 1 and all threads, with short and long spins.
+{
+  const loaded = await loadModelDir("models/tiny-code");
+  say("");
+  say("In process, `generate` on tiny-code, batch 1, 128 new tokens after a warm-up (tokens/s):");
+  say("");
+  say("| threads | spin (polls) | decode tokens/s |");
+  say("|---|---|---|");
+  for (const [threads, spin] of [
+    [1, 0],
+    [all, 20000],
+    [all, 200000],
+  ] as const) {
+    const be = await createCpuBackend({ threads, spin });
+    const model = Model.load(be, loaded);
+    await generate(model, [{ prompt: [0], maxTokens: 16, stopTokenIds: [] }]);
+    const t0 = performance.now();
+    await generate(model, [{ prompt: [0], maxTokens: 129, stopTokenIds: [] }]);
+    say(`| ${threads} | ${spin} | ${(128 / ((performance.now() - t0) / 1000)).toFixed(1)} |`);
+    be.destroy();
+  }
+  await new Promise((resolve) => setTimeout(resolve, 200)); // let the destroyed pools' workers exit
 }
 
 // Kernel tables after the end-to-end runs: no worker of this process competes with the CLI for cores.
