@@ -84,6 +84,18 @@ export interface RopeSpec {
   invFreq: Float32Array;
 }
 
+export interface QkvBiases {
+  q?: Weight;
+  k?: Weight;
+  v?: Weight;
+}
+
+export interface QkvActivations {
+  q: Activation;
+  k: Activation;
+  v: Activation;
+}
+
 export interface Backend {
   readonly kind: BackendKind;
 
@@ -126,6 +138,17 @@ export interface Backend {
   gatherRows(x: Activation, rows: Int32Array): Activation;
   /** Copies the K and V of every layer from srcSlots[i] to dstSlots[i] (keeping an accepted tree branch). */
   copyKv(kv: KvStorage, srcSlots: Int32Array, dstSlots: Int32Array): void;
+
+  // Optional fused ops. A backend that has one does in one step what the plain ops do in several; forward()
+  // uses them when present and the plain ops otherwise, so every result must equal the plain composition
+  // (conformance.test.ts checks each against the reference backend's).
+
+  /** residual + x weight^T (+ bias): matmul then add(residual, product). */
+  matmulAdd?(x: Activation, weight: Weight, residual: Activation, bias?: Weight): Activation;
+  /** silu(x gate^T) * (x up^T): two matmuls and siluMul. */
+  gateUpSilu?(x: Activation, gate: Weight, up: Weight): Activation;
+  /** [x q^T + qBias, x k^T + kBias, x v^T + vBias]: the attention's three projections of one input. */
+  qkvProject?(x: Activation, q: Weight, k: Weight, v: Weight, biases?: QkvBiases): QkvActivations;
 
   /** Reads x back to the host as f32, row-major. */
   readRows(x: Activation): Promise<Float32Array>;

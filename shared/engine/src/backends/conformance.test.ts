@@ -7,7 +7,7 @@
 // checks the hardware path (SPECLOOP_WEBGPU_EXPECT=hardware in device.test.ts asserts which one it is).
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import type { Activation, BatchLayout } from "../backend.js";
+import type { Activation, BatchLayout, Weight } from "../backend.js";
 import { defaultInvFreq } from "../model/rope.js";
 import type { Rng } from "../sampling/rng.js";
 import type { DType } from "../tensor.js";
@@ -102,6 +102,75 @@ for (let n = 1; n <= 16; n++) {
       const w = b.loadWeight("w", randomWeight(rng, [m, k], dtype));
       const bw = b.loadWeight("b", randomWeight(rng, [m], "f32"));
       return b.readRows(b.matmul(input(b, rng, n, k), w, bw));
+    },
+  });
+}
+
+// The optional fused ops, on the matrix-vector path (n <= 16, odd k for the partial chunk) and past it
+// (n = 17: the backend's own fallback). A backend without the op is checked through the plain ops, which
+// is what forward() runs for it.
+for (const [i, [n, k, m, bias]] of (
+  [
+    [1, 513, 33, true],
+    [3, 64, 129, false],
+    [16, 100, 70, true],
+    [17, 96, 33, false],
+  ] as const
+).entries()) {
+  const dtype = DTYPES[i % 3] as DType;
+  cases.push({
+    op: "matmulAdd",
+    name: `${dtype} [${n}, ${k}] x [${m}, ${k}]^T${bias ? " + bias" : ""} + residual`,
+    maxNmse: F32_NMSE,
+    run: async (b, rng) => {
+      const w = b.loadWeight("w", randomWeight(rng, [m, k], dtype));
+      const bw = bias ? b.loadWeight("b", randomWeight(rng, [m], dtype)) : undefined;
+      const x = input(b, rng, n, k);
+      const res = input(b, rng, n, m, 4);
+      const y = b.matmulAdd ? b.matmulAdd(x, w, res, bw) : b.add(res, b.matmul(x, w, bw));
+      return b.readRows(y);
+    },
+  });
+  cases.push({
+    op: "gateUpSilu",
+    name: `${dtype} [${n}, ${k}] x 2 x [${m}, ${k}]^T`,
+    maxNmse: F32_NMSE,
+    run: async (b, rng) => {
+      const g = b.loadWeight("gate", randomWeight(rng, [m, k], dtype));
+      const u = b.loadWeight("up", randomWeight(rng, [m, k], dtype));
+      const x = input(b, rng, n, k, 3);
+      const y = b.gateUpSilu ? b.gateUpSilu(x, g, u) : b.siluMul(b.matmul(x, g), b.matmul(x, u));
+      return b.readRows(y);
+    },
+  });
+  // GQA shapes: k and v narrower than q; with biases (Qwen2) the fused kernel does not apply.
+  cases.push({
+    op: "qkvProject",
+    name: `${dtype} [${n}, ${k}] x [${m} + ${m >> 1} + ${m >> 1}, ${k}]^T${bias ? " + biases" : ""}`,
+    maxNmse: F32_NMSE,
+    run: async (b, rng) => {
+      const [wq, wk, wv] = [m, m >> 1, m >> 1].map((rows, j) =>
+        b.loadWeight(`w${j}`, randomWeight(rng, [rows, k], dtype)),
+      ) as [Weight, Weight, Weight];
+      const biases = bias
+        ? {
+            q: b.loadWeight("bq", randomWeight(rng, [m], dtype)),
+            k: b.loadWeight("bk", randomWeight(rng, [m >> 1], dtype)),
+            v: b.loadWeight("bv", randomWeight(rng, [m >> 1], dtype)),
+          }
+        : {};
+      const x = input(b, rng, n, k);
+      const out = b.qkvProject
+        ? b.qkvProject(x, wq, wk, wv, biases)
+        : { q: b.matmul(x, wq, biases.q), k: b.matmul(x, wk, biases.k), v: b.matmul(x, wv, biases.v) };
+      const parts = [await b.readRows(out.q), await b.readRows(out.k), await b.readRows(out.v)];
+      const all = new Float32Array(parts.reduce((t, p) => t + p.length, 0));
+      let at = 0;
+      for (const p of parts) {
+        all.set(p, at);
+        at += p.length;
+      }
+      return all;
     },
   });
 }

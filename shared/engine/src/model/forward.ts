@@ -2,8 +2,10 @@
 //   embed -> per layer [rmsNorm, q/k/v (+bias), (qwen3: per-head q/k rmsNorm), rope, writeKv, attention,
 //   o_proj (+bias), residual add, rmsNorm, gate/up, siluMul, down, residual add] -> final norm ->
 //   the rows whose logits are wanted -> lm_head.
+// Where the backend has the optional fused ops (qkvProject, gateUpSilu, matmulAdd) they replace the plain
+// ops they stand for: q/k/v as one step, gate/up/siluMul as one, each projection with its residual add.
 // The families differ only in which optional weights exist, so there is no per-family branch.
-import type { Activation, Backend, BatchLayout, KvStorage, RopeSpec } from "../backend.js";
+import type { Activation, Backend, BatchLayout, KvStorage, RopeSpec, Weight } from "../backend.js";
 import type { ModelConfig } from "./config.js";
 import type { LayerWeights, ModelWeights } from "./weights.js";
 
@@ -37,18 +39,20 @@ export interface ForwardContext {
   rope: RopeSpec;
 }
 
+/** The attention block plus its residual: residual + o_proj(attention(...)). */
 function attentionBlock(
   ctx: ForwardContext,
   w: LayerWeights,
   layer: number,
   x: Activation,
+  residual: Activation,
   kv: KvStorage,
   batch: ReturnType<Backend["prepareBatch"]>,
 ): Activation {
   const { backend: be, config: c } = ctx;
-  let q = be.matmul(x, w.q, w.qBias);
-  let k = be.matmul(x, w.k, w.kBias);
-  const v = be.matmul(x, w.v, w.vBias);
+  let { q, k, v } = be.qkvProject
+    ? be.qkvProject(x, w.q, w.k, w.v, { q: w.qBias, k: w.kBias, v: w.vBias })
+    : { q: be.matmul(x, w.q, w.qBias), k: be.matmul(x, w.k, w.kBias), v: be.matmul(x, w.v, w.vBias) };
   if (w.qNorm !== undefined && w.kNorm !== undefined) {
     q = swap(be, q, be.rmsNorm(q, w.qNorm, c.rmsNormEps, c.headDim));
     k = swap(be, k, be.rmsNorm(k, w.kNorm, c.rmsNormEps, c.headDim));
@@ -60,18 +64,33 @@ function attentionBlock(
   be.release(v);
   const attn = be.attention(q, kv, layer, batch, c.numHeads, 1 / Math.sqrt(c.headDim));
   be.release(q);
-  const out = be.matmul(attn, w.o, w.oBias);
+  const out = linearAdd(be, attn, w.o, residual, w.oBias);
   be.release(attn);
   return out;
 }
 
-function mlpBlock(be: Backend, w: LayerWeights, x: Activation): Activation {
-  const gate = be.matmul(x, w.gate);
-  const up = be.matmul(x, w.up);
-  const act = be.siluMul(gate, up);
-  be.release(gate);
-  be.release(up);
-  const out = be.matmul(act, w.down);
+/** residual + x W^T (+ bias), fused when the backend can. */
+function linearAdd(be: Backend, x: Activation, w: Weight, residual: Activation, bias?: Weight): Activation {
+  if (be.matmulAdd) return be.matmulAdd(x, w, residual, bias);
+  const y = be.matmul(x, w, bias);
+  const out = be.add(residual, y);
+  be.release(y);
+  return out;
+}
+
+/** The MLP block plus its residual: residual + down(silu(gate(x)) * up(x)). */
+function mlpBlock(be: Backend, w: LayerWeights, x: Activation, residual: Activation): Activation {
+  let act: Activation;
+  if (be.gateUpSilu) {
+    act = be.gateUpSilu(x, w.gate, w.up);
+  } else {
+    const gate = be.matmul(x, w.gate);
+    const up = be.matmul(x, w.up);
+    act = be.siluMul(gate, up);
+    be.release(gate);
+    be.release(up);
+  }
+  const out = linearAdd(be, act, w.down, residual);
   be.release(act);
   return out;
 }
@@ -104,17 +123,13 @@ export function forward(
   let h = be.embed(weights.embed, ids);
   weights.layers.forEach((w, layer) => {
     const normed = be.rmsNorm(h, w.inputNorm, c.rmsNormEps);
-    const attn = attentionBlock(ctx, w, layer, normed, kv, batch);
+    const mid = attentionBlock(ctx, w, layer, normed, h, kv, batch);
     be.release(normed);
-    const mid = be.add(h, attn);
-    be.release(attn);
     if (!wantHidden.has(layer - 1)) be.release(h);
     const normed2 = be.rmsNorm(mid, w.postNorm, c.rmsNormEps);
-    const mlp = mlpBlock(be, w, normed2);
+    h = mlpBlock(be, w, normed2, mid);
     be.release(normed2);
-    h = be.add(mid, mlp);
     be.release(mid);
-    be.release(mlp);
     if (wantHidden.has(layer)) hidden.set(layer, h);
   });
   const normed = be.rmsNorm(h, weights.norm, c.rmsNormEps);

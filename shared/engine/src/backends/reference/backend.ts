@@ -8,6 +8,8 @@ import type {
   KvCacheSpec,
   KvStorage,
   PreparedBatch,
+  QkvActivations,
+  QkvBiases,
   RopeSpec,
   Weight,
 } from "../../backend.js";
@@ -84,6 +86,24 @@ export class ReferenceBackend implements Backend {
 
   add(a: Activation, b: Activation): Activation {
     return add(act(a), act(b));
+  }
+
+  // The fused ops, as the plain ops composed (the definition the fast backends are checked against).
+
+  matmulAdd(x: Activation, w: Weight, residual: Activation, bias?: Weight): Activation {
+    return this.add(residual, this.matmul(x, w, bias));
+  }
+
+  gateUpSilu(x: Activation, gate: Weight, up: Weight): Activation {
+    return this.siluMul(this.matmul(x, gate), this.matmul(x, up));
+  }
+
+  qkvProject(x: Activation, q: Weight, k: Weight, v: Weight, biases: QkvBiases = {}): QkvActivations {
+    return {
+      q: this.matmul(x, q, biases.q),
+      k: this.matmul(x, k, biases.k),
+      v: this.matmul(x, v, biases.v),
+    };
   }
 
   gatherRows(x: Activation, rows: Int32Array): Activation {

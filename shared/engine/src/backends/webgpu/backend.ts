@@ -9,6 +9,8 @@ import type {
   KvCacheSpec,
   KvStorage,
   PreparedBatch,
+  QkvActivations,
+  QkvBiases,
   RopeSpec,
   Weight,
 } from "../../backend.js";
@@ -23,7 +25,7 @@ import { encodeAttention } from "./ops/attention.js";
 import { encodeCopyKv } from "./ops/copy-kv.js";
 import { encodeEmbed } from "./ops/embed.js";
 import { encodeGatherRows } from "./ops/gather-rows.js";
-import { encodeMatmul } from "./ops/matmul.js";
+import { encodeGateUpSilu, encodeMatmul, encodeMatmulAdd, encodeQkvProject } from "./ops/matmul.js";
 import { encodeRmsNorm } from "./ops/rms-norm.js";
 import { encodeRope } from "./ops/rope.js";
 import { encodeSiluMul } from "./ops/silu-mul.js";
@@ -145,6 +147,30 @@ export class WebGpuBackend implements Backend {
       gpuWeight(weight),
       bias === undefined ? undefined : gpuWeight(bias),
     );
+  }
+
+  matmulAdd(x: Activation, weight: Weight, residual: Activation, bias?: Weight): Activation {
+    return encodeMatmulAdd(
+      this.rec,
+      gpuAct(x),
+      gpuWeight(weight),
+      gpuAct(residual),
+      bias === undefined ? undefined : gpuWeight(bias),
+    );
+  }
+
+  gateUpSilu(x: Activation, gate: Weight, up: Weight): Activation {
+    return encodeGateUpSilu(this.rec, gpuAct(x), gpuWeight(gate), gpuWeight(up));
+  }
+
+  qkvProject(x: Activation, q: Weight, k: Weight, v: Weight, biases: QkvBiases = {}): QkvActivations {
+    const opt = (b: Weight | undefined) => (b === undefined ? undefined : gpuWeight(b));
+    const [qa, ka, va] = encodeQkvProject(this.rec, gpuAct(x), gpuWeight(q), gpuWeight(k), gpuWeight(v), [
+      opt(biases.q),
+      opt(biases.k),
+      opt(biases.v),
+    ]);
+    return { q: qa, k: ka, v: va };
   }
 
   rope(x: Activation, batch: PreparedBatch, rope: RopeSpec): Activation {
