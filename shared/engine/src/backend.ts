@@ -150,6 +150,9 @@ export interface Backend {
   /** [x q^T + qBias, x k^T + kBias, x v^T + vBias]: the attention's three projections of one input. */
   qkvProject?(x: Activation, q: Weight, k: Weight, v: Weight, biases?: QkvBiases): QkvActivations;
 
+  /** rope(rmsNorm(x, weight, eps, headDim), batch, rope): Qwen3's per-head q/k norm, then RoPE. */
+  rmsNormRope?(x: Activation, weight: Weight, eps: number, batch: PreparedBatch, rope: RopeSpec): Activation;
+
   /** Reads x back to the host as f32, row-major. */
   readRows(x: Activation): Promise<Float32Array>;
   /** Index of the largest value of each row (lowest index on ties). */

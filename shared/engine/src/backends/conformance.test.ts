@@ -229,6 +229,38 @@ for (const [headDim, heads, positions] of [
   });
 }
 
+// Qwen3's q/k norm then RoPE; a backend without the fused op is checked through rmsNorm then rope.
+for (const [i, [headDim, heads, positions]] of (
+  [
+    [64, 3, [0, 1, 7, 513]],
+    [128, 2, [5, 4095, 131071]],
+  ] as const
+).entries()) {
+  const dtype = DTYPES[i + 1] as DType;
+  cases.push({
+    op: "rmsNormRope",
+    name: `${dtype} head dim ${headDim}, ${heads} heads, positions up to ${Math.max(...positions)}`,
+    maxNmse: F32_NMSE,
+    run: async (b, rng) => {
+      const rows = positions.length;
+      const layout: BatchLayout = {
+        sequences: [],
+        rows,
+        positions: Int32Array.from(positions),
+        slots: new Int32Array(rows),
+      };
+      const batch = b.prepareBatch(layout, 16);
+      const spec = { headDim, theta: 1e6, invFreq: defaultInvFreq(headDim, 1e6) };
+      const w = b.loadWeight("norm", randomWeight(rng, [headDim], dtype, 0.5, 1.5));
+      const x = input(b, rng, rows, heads * headDim, 3);
+      const y = b.rmsNormRope
+        ? b.rmsNormRope(x, w, 1e-6, batch, spec)
+        : b.rope(b.rmsNorm(x, w, 1e-6, headDim), batch, spec);
+      return b.readRows(y);
+    },
+  });
+}
+
 for (const [rows, cols] of [
   [1, 7],
   [7, 513],

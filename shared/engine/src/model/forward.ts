@@ -2,8 +2,9 @@
 //   embed -> per layer [rmsNorm, q/k/v (+bias), (qwen3: per-head q/k rmsNorm), rope, writeKv, attention,
 //   o_proj (+bias), residual add, rmsNorm, gate/up, siluMul, down, residual add] -> final norm ->
 //   the rows whose logits are wanted -> lm_head.
-// Where the backend has the optional fused ops (qkvProject, gateUpSilu, matmulAdd) they replace the plain
-// ops they stand for: q/k/v as one step, gate/up/siluMul as one, each projection with its residual add.
+// Where the backend has the optional fused ops (qkvProject, rmsNormRope, gateUpSilu, matmulAdd) they replace
+// the plain ops they stand for: q/k/v as one step, q/k norm with RoPE, gate/up/siluMul as one, each
+// projection with its residual add.
 // The families differ only in which optional weights exist, so there is no per-family branch.
 import type { Activation, Backend, BatchLayout, KvStorage, RopeSpec, Weight } from "../backend.js";
 import type { ModelConfig } from "./config.js";
@@ -53,12 +54,17 @@ function attentionBlock(
   let { q, k, v } = be.qkvProject
     ? be.qkvProject(x, w.q, w.k, w.v, { q: w.qBias, k: w.kBias, v: w.vBias })
     : { q: be.matmul(x, w.q, w.qBias), k: be.matmul(x, w.k, w.kBias), v: be.matmul(x, w.v, w.vBias) };
-  if (w.qNorm !== undefined && w.kNorm !== undefined) {
-    q = swap(be, q, be.rmsNorm(q, w.qNorm, c.rmsNormEps, c.headDim));
-    k = swap(be, k, be.rmsNorm(k, w.kNorm, c.rmsNormEps, c.headDim));
+  if (w.qNorm !== undefined && w.kNorm !== undefined && be.rmsNormRope) {
+    q = swap(be, q, be.rmsNormRope(q, w.qNorm, c.rmsNormEps, batch, ctx.rope));
+    k = swap(be, k, be.rmsNormRope(k, w.kNorm, c.rmsNormEps, batch, ctx.rope));
+  } else {
+    if (w.qNorm !== undefined && w.kNorm !== undefined) {
+      q = swap(be, q, be.rmsNorm(q, w.qNorm, c.rmsNormEps, c.headDim));
+      k = swap(be, k, be.rmsNorm(k, w.kNorm, c.rmsNormEps, c.headDim));
+    }
+    q = swap(be, q, be.rope(q, batch, ctx.rope));
+    k = swap(be, k, be.rope(k, batch, ctx.rope));
   }
-  q = swap(be, q, be.rope(q, batch, ctx.rope));
-  k = swap(be, k, be.rope(k, batch, ctx.rope));
   be.writeKv(kv, layer, k, v, batch);
   be.release(k);
   be.release(v);

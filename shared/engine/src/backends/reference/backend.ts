@@ -106,6 +106,10 @@ export class ReferenceBackend implements Backend {
     };
   }
 
+  rmsNormRope(x: Activation, w: Weight, eps: number, b: PreparedBatch, spec: RopeSpec): Activation {
+    return this.rope(this.rmsNorm(x, w, eps, spec.headDim), b, spec);
+  }
+
   gatherRows(x: Activation, rows: Int32Array): Activation {
     const a = act(x);
     return gather(a.data, a.cols, rows);

@@ -27,7 +27,7 @@ import { encodeEmbed } from "./ops/embed.js";
 import { encodeGatherRows } from "./ops/gather-rows.js";
 import { encodeGateUpSilu, encodeMatmul, encodeMatmulAdd, encodeQkvProject } from "./ops/matmul.js";
 import { encodeRmsNorm } from "./ops/rms-norm.js";
-import { encodeRope } from "./ops/rope.js";
+import { encodeRmsNormRope, encodeRope } from "./ops/rope.js";
 import { encodeSiluMul } from "./ops/silu-mul.js";
 import { encodeWriteKv } from "./ops/write-kv.js";
 import { Recorder } from "./recorder.js";
@@ -171,6 +171,10 @@ export class WebGpuBackend implements Backend {
       opt(biases.v),
     ]);
     return { q: qa, k: ka, v: va };
+  }
+
+  rmsNormRope(x: Activation, weight: Weight, eps: number, batch: PreparedBatch, rope: RopeSpec): Activation {
+    return encodeRmsNormRope(this.rec, gpuAct(x), gpuWeight(weight), eps, gpuBatch(batch), rope);
   }
 
   rope(x: Activation, batch: PreparedBatch, rope: RopeSpec): Activation {
