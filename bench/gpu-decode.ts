@@ -119,7 +119,9 @@ const tLoad = performance.now();
 const { id, source } = await loadBenchModel(modelDir);
 const readSeconds = (performance.now() - tLoad) / 1000;
 const device = await createWebGpuDevice({ label: "gpu-decode" });
-const be = createWebGpuBackend(device);
+// --submit-every N: also submit every N dispatches (overlapping recording with the GPU); absent: at reads only.
+const submitEvery = intArg(args, "submit-every", 0);
+const be = createWebGpuBackend(device, { submitEvery });
 const rows = [];
 let uploadSeconds = 0;
 try {
@@ -191,6 +193,7 @@ try {
       family: model.config.family,
       greedy: true,
       runs,
+      submit_every: submitEvery,
       read_seconds: round(readSeconds, 2),
       upload_seconds: round(uploadSeconds, 2),
       resident_weight_bytes: stats.weightBytes,

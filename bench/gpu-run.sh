@@ -7,6 +7,8 @@
 # (eager and sdpa) on the bundled tiny-code and on that checkpoint, batch 1 and 16, and leaves JSON and one
 # log in $OUT (at most 8 files come back: 4 JSON + run.log). Each step has its own time limit and a failing
 # step does not stop the others, so one call yields whatever could be measured.
+# BENCH_NEW=N shortens every run; BENCH_SUBMIT_EVERY=N adds an engine run on the 0.6B shape that submits every
+# N dispatches; BENCH_ENGINE_ONLY=1 leaves transformers out.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,6 +48,15 @@ step 70 "engine webgpu: tiny-code" \
   node .gpu/app/gpu-decode.mjs --model models/tiny-code --new "$NEW" --budget-s 30 --out "$OUT/gpu-tiny-code.json"
 step 170 "engine webgpu: qwen3-0.6b-shape" \
   node .gpu/app/gpu-decode.mjs --model "$QWEN" --new "$NEW" --budget-s 60 --out "$OUT/gpu-qwen3-0.6b-shape.json"
+if [ -n "${BENCH_SUBMIT_EVERY:-}" ]; then # the engine submitting every N dispatches too (recording overlaps the GPU)
+  step 120 "engine webgpu: qwen3-0.6b-shape, submit every $BENCH_SUBMIT_EVERY" \
+    node .gpu/app/gpu-decode.mjs --model "$QWEN" --new "$NEW" --budget-s 40 --submit-every "$BENCH_SUBMIT_EVERY" \
+    --out "$OUT/gpu-qwen3-0.6b-shape-submit$BENCH_SUBMIT_EVERY.json"
+fi
+if [ -n "${BENCH_ENGINE_ONLY:-}" ]; then # transformers' side unchanged since its last recording
+  echo "=== done $(date -u +%T)"
+  exit 0
+fi
 step 70 "transformers: tiny-code" \
   python3 bench/transformers_decode.py --model models/tiny-code --new "$NEW" --runs 1 --out "$OUT/hf-tiny-code.json"
 step 140 "transformers: qwen3-0.6b-shape" \

@@ -54,6 +54,14 @@ export interface WebGpuBackendStats {
   bindGroups: number;
 }
 
+export interface WebGpuBackendOptions {
+  /**
+   * Submit the recorded commands every this many dispatches, not only at reads (default 0: one submit per
+   * read), so that the GPU runs the first layers of a forward while the rest is being recorded.
+   */
+  submitEvery?: number;
+}
+
 export class WebGpuBackend implements Backend {
   readonly kind = "webgpu" as const;
   private readonly rec: Recorder;
@@ -76,8 +84,12 @@ export class WebGpuBackend implements Backend {
   });
 
   /** Takes ownership of `gpu`: destroy() destroys it. */
-  constructor(readonly gpu: WebGpuDevice) {
+  constructor(
+    readonly gpu: WebGpuDevice,
+    options: WebGpuBackendOptions = {},
+  ) {
     this.rec = new Recorder(gpu.device);
+    this.rec.submitEvery = Math.max(0, Math.floor(options.submitEvery ?? 0));
     gpu.device.addEventListener("uncapturederror", (event) => {
       this.deviceError ??= (event as GPUUncapturedErrorEvent).error.message;
     });
@@ -287,6 +299,6 @@ export class WebGpuBackend implements Backend {
 }
 
 /** The Backend for a device (BackendFactories.webgpu); the backend owns the device from then on. */
-export function createWebGpuBackend(gpu: WebGpuDevice): WebGpuBackend {
-  return new WebGpuBackend(gpu);
+export function createWebGpuBackend(gpu: WebGpuDevice, options: WebGpuBackendOptions = {}): WebGpuBackend {
+  return new WebGpuBackend(gpu, options);
 }

@@ -86,6 +86,12 @@ export class Recorder {
   /** Bind groups used since the last submit, and those of the generation before (see bindGroup). */
   private groups = new Map<string, GPUBindGroup>();
   private oldGroups = new Map<string, GPUBindGroup>();
+  /**
+   * Submit after this many dispatches even with no read pending (0: only reads and flush() submit). Lets the
+   * GPU start on the first layers while JavaScript records the rest, instead of idling until the read.
+   */
+  submitEvery = 0;
+  private sinceSubmit = 0;
   /** The pipeline last set on the open pass (a pass starts with none). */
   private passPipeline: GPUComputePipeline | null = null;
 
@@ -176,7 +182,7 @@ export class Recorder {
    * order each time: the arena hands dispatch i the same uniform slot (it restarts at every submit) and the
    * pool hands back the same buffers (LIFO per size), so after the first step every lookup hits and no bind
    * group is created; creating one was most of the ~22 µs a dispatch cost in JavaScript. Entries live two
-   * generations (the steps between submits): what the last step used survives, what a step stopped using
+   * generations (the steps between reads): what the last step used survives, what a step stopped using
    * (e.g. a batch buffer that went back to the pool) is dropped, so the cache stays the size of one step.
    */
   private bindGroup(d: Dispatch, pipeline: GPUComputePipeline, slot: GPUBufferBinding | null): GPUBindGroup {
@@ -213,6 +219,9 @@ export class Recorder {
     const x = Math.min(d.workgroups, MAX_PER_DIM);
     pass.dispatchWorkgroups(x, Math.ceil(d.workgroups / x));
     this.dispatches++;
+    // Safe at any point: everything recorded so far is ordered before what follows on the one queue, and the
+    // uniform arena restarts only after its contents for this encoder were written (see submit).
+    if (this.submitEvery > 0 && ++this.sinceSubmit >= this.submitEvery) this.flush();
   }
 
   /**
@@ -252,6 +261,12 @@ export class Recorder {
     this.encoder = null;
     encoder.copyBufferToBuffer(source, 0, staging, 0, Math.ceil(bytes / 4) * 4);
     this.submit(encoder);
+    // A read ends a step (a decode step's argmax): the bind group generation turns over, once it holds
+    // something (a second read of the same step, with nothing recorded, must not age out the step's groups).
+    if (this.groups.size > 0) {
+      this.oldGroups = this.groups;
+      this.groups = new Map();
+    }
     await staging.mapAsync(GPUMapMode.READ, 0, staging.size);
     const out = staging.getMappedRange(0, staging.size).slice(0, bytes);
     staging.unmap();
@@ -273,14 +288,9 @@ export class Recorder {
     this.flushArenaChunk();
     this.device.queue.submit([encoder.finish()]);
     this.submits++;
+    this.sinceSubmit = 0;
     this.arenaChunk = 0;
     this.arenaOffset = 0;
-    // A generation ends at a submit only once it holds something: reads with nothing recorded (a second
-    // read of the same step) must not age out the step's bind groups.
-    if (this.groups.size > 0) {
-      this.oldGroups = this.groups;
-      this.groups = new Map();
-    }
     for (const b of this.afterSubmit) this.pool.release(b);
     this.afterSubmit = [];
   }
