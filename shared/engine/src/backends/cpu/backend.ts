@@ -27,7 +27,7 @@ import { DTYPE_CODE, kernelModule, sharedMemory, WasmHeap } from "./wasm.js";
 export interface CpuBackendOptions {
   /** Threads per product, the main thread included (default: os.availableParallelism()). */
   threads?: number;
-  /** Atomics.load polls before a waiting thread sleeps (default 200000, about 1 ms; 0 sleeps at once). */
+  /** Atomics.load polls before a waiting thread sleeps (default 20000, about 0.1 ms; 0 sleeps at once). */
   spin?: number;
   /** Multiply-adds below which a product is not split (default 32768: a wake-up costs more). */
   minSplitWork?: number;
@@ -49,7 +49,7 @@ export async function createCpuBackend(options: CpuBackendOptions = {}): Promise
   const memory = sharedMemory();
   const pool = await MatmulPool.create(module, memory, {
     threads: Math.max(1, Math.floor(options.threads ?? availableParallelism())),
-    spin: options.spin ?? 200000,
+    spin: options.spin ?? 20000,
     minSplitWork: options.minSplitWork ?? 32768,
   });
   return new CpuBackend(new WasmHeap(memory), pool, relaxed);

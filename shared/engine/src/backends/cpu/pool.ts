@@ -2,13 +2,15 @@
 // output columns (rows of W) are split into equal chunks, the main thread taking chunk 0 itself so that
 // `threads` counts every core used. Products too small to pay for a wake-up run on the main thread alone.
 //
-// Synchronisation: a waiting thread polls Atomics.load (the backend's default: 200000 polls, about 1 ms at
+// Synchronisation: a waiting thread polls Atomics.load (the backend's default: 20000 polls, about 0.1 ms at
 // the ~6 ns a poll takes here) before it sleeps in Atomics.wait. Measured on the 2-core development machine
 // (bench/cpu-matmul.ts, bf16, n = 1, 2 threads, us per product, spinning vs Atomics.wait alone): q/o
 // [384, 384] 13.7 vs 70.9, gate/up [768, 384] 24.7 vs 83.2, LM head [8192, 384] 264 vs 346: a sleeping
-// worker's wake-up (~60 us) costs more than a whole decode-sized product. Spinning long enough to span the
-// plain-TypeScript ops between two products matters too: tiny-code decode ran at 318-324 tokens/s with
-// 20000 polls and 366-374 with 200000 or 2000000. Atomics.wait is only what stops an idle pool burning a core.
+// worker's wake-up (~60 us) costs more than a whole decode-sized product, so spinning it is. How long:
+// on an idle machine tiny-code decode ran at 318-324 tokens/s with 20000 polls and 366-374 with 200000, but
+// with other processes on the cores (oversubscribed) 200000 polls fell to 11 tokens/s against 59 with 20000
+// (one thread: 222): a spinning thread takes the core its partner needs. 20000 is the default; the `spin`
+// option raises it on a dedicated machine.
 import { Worker } from "node:worker_threads";
 import {
   ARGS,
