@@ -1,2 +1,3 @@
 export { checkHealth, type HealthOptions, type HealthResult } from "./commands/health.js";
-export { buildProgram, type Io } from "./program.js";
+export type { Io } from "./io.js";
+export { buildProgram } from "./program.js";

@@ -2,16 +2,12 @@
 import { Command, InvalidArgumentError, Option } from "commander";
 import { checkHealth, describeHealthError } from "./commands/health.js";
 import { addModelCommands } from "./commands/model.js";
+import type { Io } from "./io.js";
 
 function positiveInt(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError("expected a positive integer");
   return n;
-}
-
-export interface Io {
-  out: (line: string) => void;
-  err: (line: string) => void;
 }
 
 export function buildProgram(io: Io): Command {

@@ -1,7 +1,7 @@
 // `specloop model ...`: run a model in this process (no services): generate and logits.
 import { BACKEND_CHOICES, type BackendChoice } from "@specloop/engine";
 import { type Command, InvalidArgumentError, Option } from "commander";
-import type { Io } from "../program.js";
+import type { Io } from "../io.js";
 import { parseTokenList } from "./model-common.js";
 import { type ModelGenerateOptions, modelGenerate } from "./model-generate.js";
 import { modelLogits } from "./model-logits.js";

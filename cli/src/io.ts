@@ -1,0 +1,5 @@
+/** Where a command writes: stdout and stderr in the real CLI, buffers in tests. */
+export interface Io {
+  out: (line: string) => void;
+  err: (line: string) => void;
+}
