@@ -1,5 +1,5 @@
 // Records ops into one command encoder and one open compute pass; nothing is submitted until a read is
-// awaited (ggml's graph_compute, without the graph). Each dispatch gets its small uniform block from an arena
+// awaited (ggml's graph_compute, without the graph), or, when asked, every `submitEvery` dispatches. Each dispatch gets its small uniform block from an arena
 // that is written with one queue write just before the submit, and its pipeline from a cache keyed by the
 // op's specialisation (shapes, dtype, workgroup size), as tfjs-backend-webgpu keys its programs.
 import { BufferPool } from "./buffer-pool.js";

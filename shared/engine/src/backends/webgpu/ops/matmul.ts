@@ -2,7 +2,8 @@
 //
 // Two kernels. Few rows (decode, a short verification): the matrix-vector kernel, memory-bound, reads each
 // weight once for all rows: 256 threads = 8 outputs x 32 lanes; a lane takes chunks of 8 weights with one
-// 16-byte load (two for f32), and the 32 lanes of an output are summed in workgroup memory. Many rows
+// 16-byte load (two for f32), and the 32 lanes of an output are summed in workgroup memory. The same kernel
+// serves the fused ops (MatvecMode): q/k/v in one dispatch, gate/up with silu-mul, a residual in the epilogue. Many rows
 // (prefill): a tiled kernel, 64 x 64 outputs per workgroup of 16 x 16 threads, each 4 x 4, k in steps of
 // 16 through workgroup memory, so each weight is read from memory once per 64 rows.
 import type { DType } from "../../../tensor.js";
