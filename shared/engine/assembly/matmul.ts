@@ -196,3 +196,95 @@ export function matmul(
   else if (dt === F16) run(F16, x, w, bias, out, n, k, m, j0, j1);
   else run(F32, x, w, bias, out, n, k, m, j0, j1);
 }
+
+// Jobs: one pool hand-off per fused op. The host writes a job's arguments as i32 slots (layout below) into
+// the control block and every thread calls job() with its index; the job's output columns are split
+// here, not in each caller, so the main thread and the workers cannot disagree on a share.
+//   0 mode, 1 x, 2 n, 3 k, 4 dtype, 5 threads, 6 segments, 7 unused,
+//   then per segment s at 8 + 5s: w, bias, out, m, aux.
+// LINEAR: the segments are independent products of the same x (q, k, v), their output columns laid end
+//   to end and cut in multiples of 4 (the n = 1 row tile) across the threads, so narrow k/v projections
+//   are not each split into slivers.
+// SILU_MUL: segment 0 is gate (out: a scratch), segment 1 is up (out: the result); each thread computes
+//   both products for the same columns, then silu(gate) * up over them while they are still in cache.
+// ADD: one segment; aux is the residual [n, m]: out = residual + product (+ bias), as add(residual, y).
+const LINEAR: i32 = 0;
+const SILU_MUL: i32 = 1;
+const ADD: i32 = 2;
+
+// @ts-ignore: decorator
+@inline function slot(args: usize, i: i32): i32 {
+  return load<i32>(args + (<usize>i << 2));
+}
+
+// @ts-ignore: decorator
+@inline function segment(args: usize, s: i32, f: i32): i32 {
+  return slot(args, 8 + s * 5 + f);
+}
+
+/** Columns [lo, hi) of `total` for thread t of `threads`, in whole 4-column tiles. */
+// @ts-ignore: decorator
+@inline function shareLo(total: i32, threads: i32, t: i32): i32 {
+  const per = ((total + threads * 4 - 1) / (threads * 4)) * 4;
+  return min(total, t * per);
+}
+
+export function job(args: usize, t: i32): void {
+  const mode = slot(args, 0);
+  const x = <usize>slot(args, 1);
+  const n = slot(args, 2);
+  const k = slot(args, 3);
+  const dt = slot(args, 4);
+  const threads = slot(args, 5);
+  const segments = slot(args, 6);
+  let total = 0;
+  for (let s = 0; s < segments; s++) total += mode === LINEAR ? segment(args, s, 3) : 0;
+  if (mode !== LINEAR) total = segment(args, 0, 3);
+  const lo = shareLo(total, threads, t);
+  const hi = shareLo(total, threads, t + 1);
+  if (hi <= lo) return;
+  if (mode === LINEAR) {
+    let base = 0;
+    for (let s = 0; s < segments; s++) {
+      const m = segment(args, s, 3);
+      const j0 = max(lo - base, 0);
+      const j1 = min(hi - base, m);
+      if (j1 > j0) {
+        const w = <usize>segment(args, s, 0), bias = <usize>segment(args, s, 1), out = <usize>segment(args, s, 2);
+        matmul(x, w, bias, out, n, k, m, j0, j1, dt);
+      }
+      base += m;
+    }
+    return;
+  }
+  const m = total;
+  const out = <usize>segment(args, 0, 2);
+  matmul(x, <usize>segment(args, 0, 0), <usize>segment(args, 0, 1), out, n, k, m, lo, hi, dt);
+  if (mode === ADD) {
+    // Residual added after the product (and bias), in that order: add(residual, matmul(x, w, bias)).
+    const res = <usize>segment(args, 0, 4);
+    for (let r = 0; r < n; r++) {
+      const row = <usize>r * <usize>m;
+      for (let j = lo; j < hi; j++) {
+        const p = (row + <usize>j) << 2;
+        store<f32>(out + p, load<f32>(res + p) + load<f32>(out + p));
+      }
+    }
+    return;
+  }
+  if (mode === SILU_MUL) {
+    const up = <usize>segment(args, 1, 2);
+    matmul(x, <usize>segment(args, 1, 0), <usize>segment(args, 1, 1), up, n, k, m, lo, hi, dt);
+    // silu(g) * u in f64 like the reference (x / (1 + e^-x)), rounded once to f32: these are a few
+    // thousand values per token, so exactness costs nothing measurable.
+    for (let r = 0; r < n; r++) {
+      const row = <usize>r * <usize>m;
+      for (let j = lo; j < hi; j++) {
+        const p = (row + <usize>j) << 2;
+        const g = <f64>load<f32>(out + p);
+        const e = Math.exp(-g);
+        store<f32>(up + p, <f32>((g / (1.0 + e)) * <f64>load<f32>(up + p)));
+      }
+    }
+  }
+}

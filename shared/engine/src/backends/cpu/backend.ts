@@ -4,6 +4,9 @@
 // bytes) and are never widened whole; the embedding rows a pass needs are widened on the fly. One-
 // dimensional weights (norms, biases) are small and stay f32 on the JS side for the reference ops.
 //
+// The fused ops (qkvProject, gateUpSilu, matmulAdd) each run as one pool job: one hand-off to the workers,
+// the residual add and silu * up done by the kernel on each thread's columns.
+//
 // Activations stay reference activations (Float32Array on the JS heap): each product copies x into the
 // wasm memory and the result out. That costs n * (k + m) * 4 bytes per product against m * k * 2 bytes of
 // weights read, a few percent at decode; moving the other ops into wasm removes it.
@@ -15,13 +18,16 @@ import type {
   KvCacheSpec,
   KvStorage,
   PreparedBatch,
+  QkvActivations,
+  QkvBiases,
   RopeSpec,
   Weight,
 } from "../../backend.js";
 import { DTYPE_BYTES, type DType, type HostTensor, numel, toFloat32 } from "../../tensor.js";
 import { ReferenceBackend } from "../reference/backend.js";
 import { act, RefActivation, weight as refWeight } from "../reference/types.js";
-import { MatmulPool } from "./pool.js";
+import { MODE_ADD, MODE_LINEAR, MODE_SILU_MUL } from "./control.js";
+import { type JobSegment, MatmulPool } from "./pool.js";
 import { DTYPE_CODE, kernelModule, sharedMemory, WasmHeap } from "./wasm.js";
 
 export interface CpuBackendOptions {
@@ -116,23 +122,101 @@ export class CpuBackend implements Backend {
   }
 
   matmul(x: Activation, w: Weight, bias?: Weight): Activation {
-    if (!(w instanceof CpuWeight)) throw new TypeError(`cpu backend: weight ${w.name} is not a matrix`);
+    const [y] = this.linear(MODE_LINEAR, x, [w], [bias]);
+    return y as RefActivation;
+  }
+
+  // The fused ops: one pool job each (one hand-off to the workers instead of one per product), with the
+  // elementwise tail (residual add, silu * up) in the kernel's epilogue over each thread's own columns.
+
+  matmulAdd(x: Activation, w: Weight, residual: Activation, bias?: Weight): Activation {
+    const r = act(residual);
+    const [m] = w.shape as [number];
+    if (r.rows !== x.rows || r.cols !== m)
+      throw new RangeError(`matmulAdd: residual [${r.rows}, ${r.cols}] for [${x.rows}, ${m}]`);
+    const [y] = this.linear(MODE_ADD, x, [w], [bias], r.data);
+    return y as RefActivation;
+  }
+
+  gateUpSilu(x: Activation, gate: Weight, up: Weight): Activation {
+    if (gate.dtype !== up.dtype || gate.shape[0] !== up.shape[0] || gate.shape[1] !== up.shape[1])
+      throw new RangeError(`gateUpSilu: gate ${gate.dtype} [${gate.shape}], up ${up.dtype} [${up.shape}]`);
+    // Segment 1's output holds silu(gate) * up after the job; segment 0's (gate) is scratch.
+    const [, y] = this.linear(MODE_SILU_MUL, x, [gate, up], [undefined, undefined], undefined, [false, true]);
+    return y as RefActivation;
+  }
+
+  qkvProject(x: Activation, q: Weight, k: Weight, v: Weight, biases: QkvBiases = {}): QkvActivations {
+    if (q.dtype !== k.dtype || q.dtype !== v.dtype) {
+      // One job runs one weight dtype; mixed checkpoints take three.
+      return {
+        q: this.matmul(x, q, biases.q),
+        k: this.matmul(x, k, biases.k),
+        v: this.matmul(x, v, biases.v),
+      };
+    }
+    const [qa, ka, va] = this.linear(MODE_LINEAR, x, [q, k, v], [biases.q, biases.k, biases.v]);
+    return { q: qa as RefActivation, k: ka as RefActivation, v: va as RefActivation };
+  }
+
+  /**
+   * One pool job over weights of one dtype sharing x: copies x (and the residual, for MODE_ADD) and the
+   * biases into the scratch, runs the job, and copies out the outputs marked in `read` (default all).
+   */
+  private linear(
+    mode: number,
+    x: Activation,
+    ws: readonly Weight[],
+    biases: readonly (Weight | undefined)[],
+    residual?: Float32Array,
+    read?: readonly boolean[],
+  ): (RefActivation | undefined)[] {
     const a = act(x);
-    const [m, k] = w.shape as [number, number];
-    if (k !== a.cols) throw new RangeError(`matmul: x [${a.rows}, ${a.cols}] by weight [${w.shape}]`);
-    const b = bias === undefined ? undefined : refWeight(bias).data;
-    if (b !== undefined && b.length !== m)
-      throw new RangeError(`matmul: bias of ${b.length} for ${m} outputs`);
     const n = a.rows;
-    const xBytes = n * k * 4;
-    const outBytes = n * m * 4;
-    const base = this.scratchFor(xBytes + outBytes + (b ? m * 4 : 0));
-    const outPtr = base + xBytes;
-    const biasPtr = b ? outPtr + outBytes : 0;
-    this.heap.f32(base, n * k).set(a.data);
-    if (b) this.heap.f32(biasPtr, m).set(b);
-    this.pool.matmul(base, w.ptr, biasPtr, outPtr, n, k, m, DTYPE_CODE[w.dtype]);
-    return new RefActivation(n, m, this.heap.f32(outPtr, n * m).slice());
+    const k = a.cols;
+    const dtype = (ws[0] as Weight).dtype;
+    let bytes = n * k * 4 + (residual ? residual.length * 4 : 0);
+    const bs: (Float32Array | undefined)[] = [];
+    ws.forEach((w, i) => {
+      if (!(w instanceof CpuWeight)) throw new TypeError(`cpu backend: weight ${w.name} is not a matrix`);
+      const [m, wk] = w.shape as [number, number];
+      if (wk !== k) throw new RangeError(`matmul: x [${n}, ${k}] by weight [${w.shape}]`);
+      const bias = biases[i];
+      const b = bias === undefined ? undefined : refWeight(bias).data;
+      if (b !== undefined && b.length !== m)
+        throw new RangeError(`matmul: bias of ${b.length} for ${m} outputs`);
+      bs.push(b);
+      bytes += n * m * 4 + (b ? m * 4 : 0);
+    });
+    let at = this.scratchFor(bytes);
+    const xPtr = at;
+    this.heap.f32(xPtr, n * k).set(a.data);
+    at += n * k * 4;
+    let aux = 0;
+    if (residual) {
+      aux = at;
+      this.heap.f32(aux, residual.length).set(residual);
+      at += residual.length * 4;
+    }
+    const segments: JobSegment[] = ws.map((w, i) => {
+      const m = w.shape[0] as number;
+      const b = bs[i];
+      let bias = 0;
+      if (b) {
+        bias = at;
+        this.heap.f32(bias, m).set(b);
+        at += m * 4;
+      }
+      const out = at;
+      at += n * m * 4;
+      return { w: (w as CpuWeight).ptr, bias, out, m, aux };
+    });
+    this.pool.run({ mode, x: xPtr, n, k, dtype: DTYPE_CODE[dtype], segments });
+    return segments.map((s, i) =>
+      read === undefined || read[i]
+        ? new RefActivation(n, s.m, this.heap.f32(s.out, n * s.m).slice())
+        : undefined,
+    );
   }
 
   /** The product scratch (x, out, bias), grown geometrically; products run one at a time. */

@@ -17,14 +17,19 @@ import {
   CONTROL_BYTE_OFFSET,
   CONTROL_SLOTS,
   control,
+  JOB_BYTE_OFFSET,
+  JOB_FIXED,
+  JOB_SEGMENT,
+  JOB_THREADS,
+  MAX_SEGMENTS,
+  MODE_LINEAR,
   PENDING,
   SEQ,
   STOP,
-  share,
   type WorkerInit,
   waitWhile,
 } from "./control.js";
-import { instantiate, type MatmulFn, type WasmMemory, type WasmModule } from "./wasm.js";
+import { instantiate, type Kernels, type WasmMemory, type WasmModule } from "./wasm.js";
 import { WORKER_SOURCE } from "./worker.js";
 
 export interface PoolOptions {
@@ -35,10 +40,29 @@ export interface PoolOptions {
   minSplitWork: number;
 }
 
+/** One product of a job: weight, bias (0: none), output, output columns, and the mode's extra pointer. */
+export interface JobSegment {
+  w: number;
+  bias: number;
+  out: number;
+  m: number;
+  aux?: number;
+}
+
+export interface Job {
+  /** MODE_LINEAR, MODE_SILU_MUL or MODE_ADD (control.ts; assembly/matmul.ts says what each does). */
+  mode: number;
+  x: number;
+  n: number;
+  k: number;
+  dtype: number;
+  segments: readonly JobSegment[];
+}
+
 export class MatmulPool {
   private readonly ctl: Int32Array;
   private readonly workers: Worker[];
-  private readonly local: MatmulFn;
+  private readonly local: Kernels;
   private destroyed = false;
 
   private constructor(
@@ -83,21 +107,50 @@ export class MatmulPool {
 
   /** out[n, m] = x[n, k] W[m, k]^T (+ bias), all byte offsets into the shared memory. */
   matmul(x: number, w: number, bias: number, out: number, n: number, k: number, m: number, dt: number): void {
+    this.run({ mode: MODE_LINEAR, x, n, k, dtype: dt, segments: [{ w, bias, out, m }] });
+  }
+
+  /**
+   * Runs a job (one or more products of one x, with the mode's epilogue) with one hand-off: its output
+   * columns, all segments together, are split across the threads, the main thread taking share 0.
+   */
+  run(job: Job): void {
     if (this.destroyed) throw new Error("cpu backend: used after destroy()");
+    const { segments } = job;
+    if (segments.length === 0 || segments.length > MAX_SEGMENTS)
+      throw new RangeError(`cpu backend: a job of ${segments.length} segments`);
+    let cols = 0;
+    for (const s of segments) cols += s.m;
     const threads =
-      n * k * m < this.options.minSplitWork ? 1 : Math.min(this.options.threads, Math.ceil(m / 4));
+      job.n * job.k * cols < this.options.minSplitWork
+        ? 1
+        : Math.min(this.options.threads, Math.ceil(cols / 4));
+    const ctl = this.ctl;
+    const a = ARGS;
+    ctl[a] = job.mode;
+    ctl[a + 1] = job.x;
+    ctl[a + 2] = job.n;
+    ctl[a + 3] = job.k;
+    ctl[a + 4] = job.dtype;
+    ctl[a + JOB_THREADS] = Math.max(1, threads);
+    ctl[a + 6] = segments.length;
+    for (let i = 0; i < segments.length; i++) {
+      const s = segments[i] as JobSegment;
+      const o = a + JOB_FIXED + i * JOB_SEGMENT;
+      ctl[o] = s.w;
+      ctl[o + 1] = s.bias;
+      ctl[o + 2] = s.out;
+      ctl[o + 3] = s.m;
+      ctl[o + 4] = s.aux ?? 0;
+    }
     if (threads <= 1) {
-      this.local(x, w, bias, out, n, k, m, 0, m, dt);
+      this.local.job(JOB_BYTE_OFFSET, 0);
       return;
     }
-    const ctl = this.ctl;
-    const args = [x, w, bias, out, n, k, m, dt, threads];
-    for (let i = 0; i < args.length; i++) ctl[ARGS + i] = args[i] as number;
     Atomics.store(ctl, PENDING, threads - 1);
     Atomics.add(ctl, SEQ, 1);
     Atomics.notify(ctl, SEQ);
-    const [j0, j1] = share(m, threads, 0);
-    this.local(x, w, bias, out, n, k, m, j0, j1, dt);
+    this.local.job(JOB_BYTE_OFFSET, 0);
     let left = Atomics.load(ctl, PENDING);
     while (left !== 0) left = waitWhile(ctl, PENDING, left, this.options.spin);
   }

@@ -27,6 +27,14 @@ export type MatmulFn = (
   dtype: number,
 ) => void;
 
+/** The kernel's job(): thread t's share of the job whose arguments are at byte offset `args`. */
+export type JobFn = (args: number, t: number) => void;
+
+export interface Kernels {
+  matmul: MatmulFn;
+  job: JobFn;
+}
+
 export interface KernelModule {
   module: WasmModule;
   /** Whether the module uses relaxed-SIMD fused multiply-add (Node 20 refuses it without a flag). */
@@ -84,9 +92,9 @@ export function sharedMemory(): WasmMemory {
   return new wasm.Memory({ initial: 2, maximum: MAX_PAGES, shared: true });
 }
 
-export function instantiate(module: WasmModule, memory: WasmMemory): MatmulFn {
+export function instantiate(module: WasmModule, memory: WasmMemory): Kernels {
   const instance = new wasm.Instance(module, { env: { memory, abort: () => {} } });
-  return instance.exports.matmul as MatmulFn;
+  return { matmul: instance.exports.matmul as MatmulFn, job: instance.exports.job as JobFn };
 }
 
 /** A bump allocator over the shared memory, growing it on demand. */
