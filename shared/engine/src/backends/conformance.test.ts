@@ -206,6 +206,19 @@ for (const [i, [rows, cols, group]] of (
   });
 }
 
+/** A batch of one row per position (no sequences) and Qwen's RoPE (theta 1e6) for the rope cases. */
+function ropeBatch(b: TestBackend, positions: readonly number[], headDim: number) {
+  const rows = positions.length;
+  const layout: BatchLayout = {
+    sequences: [],
+    rows,
+    positions: Int32Array.from(positions),
+    slots: new Int32Array(rows),
+  };
+  const spec = { headDim, theta: 1e6, invFreq: defaultInvFreq(headDim, 1e6) };
+  return { rows, batch: b.prepareBatch(layout, 16), spec };
+}
+
 for (const [headDim, heads, positions] of [
   [64, 3, [0, 1, 7, 513]],
   [128, 2, [5, 4095, 32768, 131071, 9]],
@@ -215,15 +228,7 @@ for (const [headDim, heads, positions] of [
     name: `head dim ${headDim}, ${heads} heads, positions up to ${Math.max(...positions)}`,
     maxNmse: F32_NMSE,
     run: async (b, rng) => {
-      const rows = positions.length;
-      const layout: BatchLayout = {
-        sequences: [],
-        rows,
-        positions: Int32Array.from(positions),
-        slots: new Int32Array(rows),
-      };
-      const batch = b.prepareBatch(layout, 16);
-      const spec = { headDim, theta: 1e6, invFreq: defaultInvFreq(headDim, 1e6) };
+      const { rows, batch, spec } = ropeBatch(b, positions, headDim);
       return b.readRows(b.rope(input(b, rng, rows, heads * headDim), batch, spec));
     },
   });
@@ -242,15 +247,7 @@ for (const [i, [headDim, heads, positions]] of (
     name: `${dtype} head dim ${headDim}, ${heads} heads, positions up to ${Math.max(...positions)}`,
     maxNmse: F32_NMSE,
     run: async (b, rng) => {
-      const rows = positions.length;
-      const layout: BatchLayout = {
-        sequences: [],
-        rows,
-        positions: Int32Array.from(positions),
-        slots: new Int32Array(rows),
-      };
-      const batch = b.prepareBatch(layout, 16);
-      const spec = { headDim, theta: 1e6, invFreq: defaultInvFreq(headDim, 1e6) };
+      const { rows, batch, spec } = ropeBatch(b, positions, headDim);
       const w = b.loadWeight("norm", randomWeight(rng, [headDim], dtype, 0.5, 1.5));
       const x = input(b, rng, rows, heads * headDim, 3);
       const y = b.rmsNormRope

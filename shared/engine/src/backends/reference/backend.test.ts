@@ -115,19 +115,25 @@ function softmaxMix(scores: number[], values: number[][]): number[] {
   return [0, 1].map((d) => values.reduce((acc, v, i) => acc + ((e[i] as number) / z) * (v[d] as number), 0));
 }
 
-test("reference backend: attention is causal over paged blocks, GQA shares the KV head", async () => {
-  // Tokens at logical positions 0..2 live in blocks [3, 1]: slots 6, 7, 2.
-  const k = [1, 0, 0, 1, 1, 1];
-  const v = [1, 2, 3, 4, 5, 6];
-  const seq: SequenceLayout = {
+/** The attention tests' sequence: one cached token then two new ones, keys and values of all three. */
+const K = [1, 0, 0, 1, 1, 1];
+const V = [1, 2, 3, 4, 5, 6];
+function oneCachedTwoNew(blockTable: number[], treeParents?: number[]): SequenceLayout {
+  return {
     rowStart: 0,
     newTokens: 2,
     cachedTokens: 1,
-    blockTable: new Int32Array([3, 1]),
+    blockTable: new Int32Array(blockTable),
+    ...(treeParents === undefined ? {} : { treeParents: new Int32Array(treeParents) }),
   };
+}
+
+test("reference backend: attention is causal over paged blocks, GQA shares the KV head", async () => {
+  // Tokens at logical positions 0..2 live in blocks [3, 1]: slots 6, 7, 2.
+  const seq = oneCachedTwoNew([3, 1]);
   // Two query heads, one KV head.
   const q = [1, 0, 0, 1, 2, 2, 0, 0];
-  const out = await attend(seq, q, k, v, [6, 7, 2]);
+  const out = await attend(seq, q, K, V, [6, 7, 2]);
   const vals = [
     [1, 2],
     [3, 4],
@@ -141,16 +147,8 @@ test("reference backend: attention is causal over paged blocks, GQA shares the K
 
 test("reference backend: tree attention sees ancestors only", async () => {
   // Cached token 0; new nodes 0 and 1 are both children of the cached token (siblings).
-  const k = [1, 0, 0, 1, 1, 1];
-  const v = [1, 2, 3, 4, 5, 6];
-  const seq: SequenceLayout = {
-    rowStart: 0,
-    newTokens: 2,
-    cachedTokens: 1,
-    blockTable: new Int32Array([0, 1]),
-    treeParents: new Int32Array([-1, -1]),
-  };
-  const out = await attend(seq, [1, 1, 1, 1], k, v, [0, 1, 2]);
+  const seq = oneCachedTwoNew([0, 1], [-1, -1]);
+  const out = await attend(seq, [1, 1, 1, 1], K, V, [0, 1, 2]);
   close(
     out.slice(0, 2),
     softmaxMix(

@@ -4,28 +4,16 @@
 // destroys the backend exits by itself.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { WebGpuKernelError } from "../../errors.js";
-import { generate } from "../../generate.js";
-import { buildLayout } from "../../kv/layout.js";
-import { KvManager } from "../../kv/manager.js";
-import { loadModelDir } from "../../loader/hf-model.js";
-import { Model } from "../../model/model.js";
+import { runParity } from "../../model/parity-support.js";
 import { f32Tensor } from "../../tensor.js";
 import { createWebGpuBackend } from "./backend.js";
 import { createWebGpuDevice } from "./device.js";
 import { gpuBuf } from "./resources.js";
 
 const TINY_CODE = fileURLToPath(new URL("../../../../../models/tiny-code/", import.meta.url));
-
-interface ReferenceInput {
-  name: string;
-  input_ids: number[];
-  topk: [number, number][][];
-  greedy: number[];
-}
 
 // lavapipe runs the model at a few GFLOP/s: the inputs of up to 35 tokens and the first greedy tokens keep
 // this test to seconds (model/parity.test.ts runs every input on the reference backend).
@@ -35,47 +23,14 @@ const GREEDY_TOKENS = 8;
 test("webgpu backend - tiny-code matches transformers: top-8 logits at every position, greedy tokens", async () => {
   const be = createWebGpuBackend(await createWebGpuDevice({ label: "tiny-code" }));
   try {
-    const all = JSON.parse(readFileSync(`${TINY_CODE}reference.json`, "utf8")) as {
-      inputs: ReferenceInput[];
-    };
-    const inputs = all.inputs.filter((i) => i.input_ids.length <= MAX_PROMPT);
-    const model = Model.load(be, await loadModelDir(TINY_CODE));
-    const vocab = model.config.vocabSize;
-    const total = inputs.reduce((n, i) => n + i.input_ids.length, 0);
-    const kv = new KvManager(be, model.kvSpec(Math.ceil(total / 16) + inputs.length, 16));
-    inputs.forEach((inp, i) => {
-      kv.allocateSlots(String(i), inp.input_ids.length);
+    const { maxDiff, where, greedy } = await runParity(be, TINY_CODE, {
+      inputs: (i) => i.input_ids.length <= MAX_PROMPT,
+      greedyTokens: GREEDY_TOKENS,
+      label: "tiny-code on webgpu",
     });
-    const layout = buildLayout(
-      kv,
-      inputs.map((inp, i) => ({ seq: String(i), newTokens: inp.input_ids.length })),
-    );
-    const ids = Int32Array.from(inputs.flatMap((i) => i.input_ids));
-    const out = model.forward(kv.storage, layout, ids, { logitRows: Int32Array.from(ids, (_, r) => r) });
-    const logits = await be.readRows(out.logits!);
-    let maxDiff = 0;
-    inputs.forEach((inp, s) => {
-      const rowStart = layout.sequences[s]!.rowStart;
-      inp.topk.forEach((pairs, p) => {
-        for (const [id, expected] of pairs) {
-          maxDiff = Math.max(maxDiff, Math.abs(logits[(rowStart + p) * vocab + id]! - expected));
-        }
-      });
-    });
-    console.log(
-      `# tiny-code on webgpu: max |logit diff| ${maxDiff.toExponential(2)} over ${total} positions`,
-    );
     // The parity test's bound for the reference backend (model/parity.test.ts).
-    assert.ok(maxDiff <= 2e-3, `max |logit diff| ${maxDiff}`);
-
-    const n = GREEDY_TOKENS;
-    const { outputs } = await generate(
-      model,
-      inputs.map((inp) => ({ prompt: inp.input_ids, maxTokens: n, stopTokenIds: [] })),
-    );
-    inputs.forEach((inp, i) => {
-      assert.deepEqual(outputs[i]!.tokens, inp.greedy.slice(0, n), `greedy continuation of ${inp.name}`);
-    });
+    assert.ok(maxDiff <= 2e-3, `max |logit diff| ${maxDiff} at ${where}`);
+    for (const g of greedy) assert.deepEqual(g.tokens, g.expected, `greedy continuation of ${g.name}`);
   } finally {
     be.destroy();
   }
