@@ -288,3 +288,6 @@ export function job(args: usize, t: i32): void {
     }
   }
 }
+
+// The other kernels of the cpu backend share this module (one module, one instance per thread).
+export { attention } from "./attention";

@@ -7,6 +7,9 @@
 // The fused ops (qkvProject, gateUpSilu, matmulAdd) each run as one pool job: one hand-off to the workers,
 // the residual add and silu * up done by the kernel on each thread's columns.
 //
+// The KV cache lives in the same memory (kv.ts) and attention runs there (assembly/attention.ts), over
+// each row's visible slots resolved once per batch.
+//
 // Activations stay reference activations (Float32Array on the JS heap): each product copies x into the
 // wasm memory and the result out. That costs n * (k + m) * 4 bytes per product against m * k * 2 bytes of
 // weights read, a few percent at decode; moving the other ops into wasm removes it.
@@ -25,8 +28,9 @@ import type {
 } from "../../backend.js";
 import { DTYPE_BYTES, type DType, type HostTensor, numel, toFloat32 } from "../../tensor.js";
 import { ReferenceBackend } from "../reference/backend.js";
-import { act, RefActivation, weight as refWeight } from "../reference/types.js";
+import { act, RefActivation, batch as refBatch, weight as refWeight } from "../reference/types.js";
 import { MODE_ADD, MODE_LINEAR, MODE_SILU_MUL } from "./control.js";
+import { CpuKvStorage, type VisibleSlots, visibleSlots } from "./kv.js";
 import { type JobSegment, MatmulPool } from "./pool.js";
 import { DTYPE_CODE, kernelModule, sharedMemory, WasmHeap } from "./wasm.js";
 
@@ -65,6 +69,10 @@ export class CpuBackend implements Backend {
   readonly kind = "cpu" as const;
   private readonly ref = new ReferenceBackend();
   private scratch = { ptr: 0, bytes: 0 };
+  /** The attention's own scratch (q, out, slots, scores): separate, as it outlives no product. */
+  private attnScratch = { ptr: 0, bytes: 0 };
+  /** Each batch's visible slots per row, resolved on the first layer's attention. */
+  private readonly visible = new WeakMap<PreparedBatch, VisibleSlots>();
 
   constructor(
     private readonly heap: WasmHeap,
@@ -97,7 +105,7 @@ export class CpuBackend implements Backend {
   }
 
   createKvStorage(spec: KvCacheSpec): KvStorage {
-    return this.ref.createKvStorage(spec);
+    return new CpuKvStorage(spec, this.heap);
   }
 
   prepareBatch(layout: BatchLayout, kvBlockSize: number): PreparedBatch {
@@ -234,7 +242,24 @@ export class CpuBackend implements Backend {
   }
 
   writeKv(kv: KvStorage, layer: number, k: Activation, v: Activation, b: PreparedBatch): void {
-    this.ref.writeKv(kv, layer, k, v, b);
+    const c = cpuKv(kv);
+    const ka = act(k);
+    const va = act(v);
+    const width = c.slotWidth;
+    const { slots } = refBatch(b).layout;
+    if (ka.cols !== width || va.cols !== width || ka.rows !== slots.length || va.rows !== slots.length) {
+      throw new RangeError(
+        `writeKv: k [${ka.rows}, ${ka.cols}], v [${va.rows}, ${va.cols}] for ${slots.length} slots of ${width}`,
+      );
+    }
+    const kc = c.view(layer, "k");
+    const vc = c.view(layer, "v");
+    slots.forEach((slot, r) => {
+      if (!(slot >= 0 && slot < c.numSlots))
+        throw new RangeError(`writeKv: slot ${slot} outside [0, ${c.numSlots})`);
+      kc.set(ka.data.subarray(r * width, (r + 1) * width), slot * width);
+      vc.set(va.data.subarray(r * width, (r + 1) * width), slot * width);
+    });
   }
 
   attention(
@@ -245,7 +270,70 @@ export class CpuBackend implements Backend {
     numHeads: number,
     scale: number,
   ): Activation {
-    return this.ref.attention(q, kv, layer, b, numHeads, scale);
+    const c = cpuKv(kv);
+    const qa = act(q);
+    const { headDim, numKvHeads } = c.spec;
+    if (qa.cols !== numHeads * headDim || numHeads % numKvHeads !== 0) {
+      throw new RangeError(
+        `attention: q [${qa.rows}, ${qa.cols}] with ${numHeads} heads of ${headDim}, ${numKvHeads} KV heads`,
+      );
+    }
+    const kPtr = c.k[layer];
+    const vPtr = c.v[layer];
+    if (kPtr === undefined || vPtr === undefined) throw new RangeError(`attention: no layer ${layer}`);
+    const rb = refBatch(b);
+    let vis = this.visible.get(b);
+    if (vis === undefined) {
+      vis = visibleSlots(rb.layout, rb.blockSize);
+      for (const slot of vis.slots)
+        if (!(slot >= 0 && slot < c.numSlots))
+          throw new RangeError(`attention: slot ${slot} outside [0, ${c.numSlots})`);
+      this.visible.set(b, vis);
+    }
+    const n = qa.rows;
+    let longest = 0;
+    for (let r = 0; r < n; r++)
+      longest = Math.max(longest, (vis.offsets[r + 1] as number) - (vis.offsets[r] as number));
+    const qBytes = n * qa.cols * 4;
+    const slotBytes = vis.slots.length * 4;
+    // Scores are f64, 8-byte aligned after the i32 slots.
+    const scoresAt = Math.ceil((2 * qBytes + slotBytes) / 8) * 8;
+    const base = this.attnScratchFor(scoresAt + longest * 8);
+    const outPtr = base + qBytes;
+    const slotsPtr = outPtr + qBytes;
+    this.heap.f32(base, n * qa.cols).set(qa.data);
+    new Int32Array(this.heap.memory.buffer, slotsPtr, vis.slots.length).set(vis.slots);
+    const kernel = this.pool.kernels.attention;
+    const group = numHeads / numKvHeads;
+    const rowBytes = qa.cols * 4;
+    for (let r = 0; r < n; r++) {
+      const from = vis.offsets[r] as number;
+      const count = (vis.offsets[r + 1] as number) - from;
+      kernel(
+        base + r * rowBytes,
+        kPtr,
+        vPtr,
+        slotsPtr + from * 4,
+        count,
+        outPtr + r * rowBytes,
+        numHeads,
+        group,
+        headDim,
+        c.slotWidth,
+        scale,
+        base + scoresAt,
+      );
+    }
+    return new RefActivation(n, qa.cols, this.heap.f32(outPtr, n * qa.cols).slice());
+  }
+
+  private attnScratchFor(bytes: number): number {
+    if (bytes > this.attnScratch.bytes) {
+      if (this.attnScratch.bytes > 0) this.heap.freeTop(this.attnScratch.ptr, this.attnScratch.bytes);
+      const size = Math.max(bytes, this.attnScratch.bytes * 2);
+      this.attnScratch = { ptr: this.heap.alloc(size), bytes: size };
+    }
+    return this.attnScratch.ptr;
   }
 
   siluMul(gate: Activation, up: Activation): Activation {
@@ -260,8 +348,24 @@ export class CpuBackend implements Backend {
     return this.ref.gatherRows(x, rows);
   }
 
+  /** As the reference's: every source read before any destination is written (overlapping moves). */
   copyKv(kv: KvStorage, srcSlots: Int32Array, dstSlots: Int32Array): void {
-    this.ref.copyKv(kv, srcSlots, dstSlots);
+    const c = cpuKv(kv);
+    if (srcSlots.length !== dstSlots.length) {
+      throw new RangeError(`copyKv: ${srcSlots.length} sources for ${dstSlots.length} destinations`);
+    }
+    const width = c.slotWidth;
+    for (const s of [...srcSlots, ...dstSlots]) {
+      if (!(s >= 0 && s < c.numSlots)) throw new RangeError(`copyKv: slot ${s} outside [0, ${c.numSlots})`);
+    }
+    for (let layer = 0; layer < c.spec.numLayers; layer++) {
+      for (const cache of [c.view(layer, "k"), c.view(layer, "v")]) {
+        const staged = Array.from(srcSlots, (s) => cache.slice(s * width, (s + 1) * width));
+        staged.forEach((values, i) => {
+          cache.set(values, (dstSlots[i] as number) * width);
+        });
+      }
+    }
   }
 
   readRows(x: Activation): Promise<Float32Array> {
@@ -280,4 +384,9 @@ export class CpuBackend implements Backend {
   destroy(): void {
     this.pool.destroy();
   }
+}
+
+function cpuKv(kv: KvStorage): CpuKvStorage {
+  if (!(kv instanceof CpuKvStorage)) throw new TypeError("cpu backend: KV storage from another backend");
+  return kv;
 }

@@ -105,6 +105,11 @@ export class MatmulPool {
     return this.options.threads;
   }
 
+  /** The kernels instantiated on the main thread (ops that run there alone, such as attention). */
+  get kernels(): Kernels {
+    return this.local;
+  }
+
   /** out[n, m] = x[n, k] W[m, k]^T (+ bias), all byte offsets into the shared memory. */
   matmul(x: number, w: number, bias: number, out: number, n: number, k: number, m: number, dt: number): void {
     this.run({ mode: MODE_LINEAR, x, n, k, dtype: dt, segments: [{ w, bias, out, m }] });

@@ -30,9 +30,26 @@ export type MatmulFn = (
 /** The kernel's job(): thread t's share of the job whose arguments are at byte offset `args`. */
 export type JobFn = (args: number, t: number) => void;
 
+/** assembly/attention.ts: one query row over its visible KV slots, every head. */
+export type AttentionFn = (
+  q: number,
+  k: number,
+  v: number,
+  slots: number,
+  nSlots: number,
+  out: number,
+  numHeads: number,
+  group: number,
+  headDim: number,
+  width: number,
+  scale: number,
+  scores: number,
+) => void;
+
 export interface Kernels {
   matmul: MatmulFn;
   job: JobFn;
+  attention: AttentionFn;
 }
 
 export interface KernelModule {
@@ -94,7 +111,11 @@ export function sharedMemory(): WasmMemory {
 
 export function instantiate(module: WasmModule, memory: WasmMemory): Kernels {
   const instance = new wasm.Instance(module, { env: { memory, abort: () => {} } });
-  return { matmul: instance.exports.matmul as MatmulFn, job: instance.exports.job as JobFn };
+  return {
+    matmul: instance.exports.matmul as MatmulFn,
+    job: instance.exports.job as JobFn,
+    attention: instance.exports.attention as AttentionFn,
+  };
 }
 
 /** A bump allocator over the shared memory, growing it on demand. */
