@@ -291,3 +291,4 @@ export function job(args: usize, t: i32): void {
 
 // The other kernels of the cpu backend share this module (one module, one instance per thread).
 export { attention } from "./attention";
+export { add, rmsNorm, rope, siluMul } from "./elementwise";

@@ -69,10 +69,14 @@ export class CpuBackend implements Backend {
   readonly kind = "cpu" as const;
   private readonly ref = new ReferenceBackend();
   private scratch = { ptr: 0, bytes: 0 };
-  /** The attention's own scratch (q, out, slots, scores): separate, as it outlives no product. */
-  private attnScratch = { ptr: 0, bytes: 0 };
+  /** The main-thread ops' scratch (attention, norms, RoPE, elementwise), apart from the products'. */
+  private opScratch = { ptr: 0, bytes: 0 };
   /** Each batch's visible slots per row, resolved on the first layer's attention. */
   private readonly visible = new WeakMap<PreparedBatch, VisibleSlots>();
+  /** Each batch's RoPE cos/sin table ([rows, headDim]: cos of each pair, then sin), for one RopeSpec. */
+  private readonly ropeTables = new WeakMap<PreparedBatch, { spec: RopeSpec; cs: Float32Array }>();
+  /** 1-D weights (norms) copied once into the wasm memory, for the norm kernels. */
+  private readonly vectors = new WeakMap<Weight, number>();
 
   constructor(
     private readonly heap: WasmHeap,
@@ -91,7 +95,15 @@ export class CpuBackend implements Backend {
   }
 
   loadWeight(name: string, tensor: HostTensor): Weight {
-    if (tensor.shape.length !== 2) return this.ref.loadWeight(name, tensor);
+    if (tensor.shape.length !== 2) {
+      // Kept f32 on the JS side (biases are read from there) and also copied into the wasm memory once.
+      const w = this.ref.loadWeight(name, tensor);
+      const data = refWeight(w).data;
+      const ptr = this.heap.alloc(data.length * 4);
+      this.heap.f32(ptr, data.length).set(data);
+      this.vectors.set(w, ptr);
+      return w;
+    }
     const bytes = numel(tensor.shape) * DTYPE_BYTES[tensor.dtype];
     if (tensor.data.byteLength !== bytes)
       throw new RangeError(`weight ${name}: ${tensor.data.byteLength} bytes for [${tensor.shape}]`);
@@ -126,7 +138,59 @@ export class CpuBackend implements Backend {
   }
 
   rmsNorm(x: Activation, w: Weight, eps: number, groupSize?: number): Activation {
-    return this.ref.rmsNorm(x, w, eps, groupSize);
+    const a = act(x);
+    const group = groupSize ?? a.cols;
+    const wPtr = this.vectors.get(w);
+    if (wPtr === undefined || a.cols % group !== 0 || w.shape[0] !== group)
+      throw new RangeError(`rmsNorm: ${a.cols} columns, group ${group}, weight [${w.shape}]`);
+    const len = a.data.length;
+    const base = this.opScratchFor(len * 4);
+    this.heap.f32(base, len).set(a.data);
+    this.pool.kernels.rmsNorm(base, wPtr, base, len, group, eps);
+    return new RefActivation(a.rows, a.cols, this.heap.f32(base, len).slice());
+  }
+
+  rmsNormRope(x: Activation, w: Weight, eps: number, b: PreparedBatch, spec: RopeSpec): Activation {
+    const a = act(x);
+    const d = spec.headDim;
+    const wPtr = this.vectors.get(w);
+    if (wPtr === undefined || a.cols % d !== 0 || w.shape[0] !== d)
+      throw new RangeError(`rmsNormRope: ${a.cols} columns, head dim ${d}, weight [${w.shape}]`);
+    const cs = this.ropeTable(a, b, spec);
+    const len = a.data.length;
+    const base = this.opScratchFor(len * 4 + cs.length * 4);
+    const csPtr = base + len * 4;
+    this.heap.f32(base, len).set(a.data);
+    this.heap.f32(csPtr, cs.length).set(cs);
+    // In place: the norm writes x's slot, RoPE reads and rewrites it (each pair read before written).
+    this.pool.kernels.rmsNorm(base, wPtr, base, len, d, eps);
+    this.pool.kernels.rope(base, base, csPtr, a.rows, a.cols, d);
+    return new RefActivation(a.rows, a.cols, this.heap.f32(base, len).slice());
+  }
+
+  /**
+   * cos and sin of position * invFreq for each row of the batch: as the reference, the angle is rounded to
+   * f32 first (transformers forms it in float32) and cos/sin taken in f64, then stored as f32.
+   */
+  private ropeTable(a: RefActivation, b: PreparedBatch, spec: RopeSpec): Float32Array {
+    const { positions } = refBatch(b).layout;
+    const d = spec.headDim;
+    const half = d / 2;
+    if (positions.length !== a.rows || spec.invFreq.length !== half)
+      throw new RangeError(`rope: x [${a.rows}, ${a.cols}], ${positions.length} positions, head dim ${d}`);
+    const cached = this.ropeTables.get(b);
+    if (cached !== undefined && cached.spec === spec) return cached.cs;
+    const cs = new Float32Array(a.rows * d);
+    for (let r = 0; r < a.rows; r++) {
+      const pos = positions[r] as number;
+      for (let i = 0; i < half; i++) {
+        const angle = Math.fround(pos * (spec.invFreq[i] as number));
+        cs[r * d + i] = Math.cos(angle);
+        cs[r * d + half + i] = Math.sin(angle);
+      }
+    }
+    this.ropeTables.set(b, { spec, cs });
+    return cs;
   }
 
   matmul(x: Activation, w: Weight, bias?: Weight): Activation {
@@ -238,7 +302,17 @@ export class CpuBackend implements Backend {
   }
 
   rope(x: Activation, b: PreparedBatch, spec: RopeSpec): Activation {
-    return this.ref.rope(x, b, spec);
+    const a = act(x);
+    if (a.cols % spec.headDim !== 0)
+      throw new RangeError(`rope: x [${a.rows}, ${a.cols}], head dim ${spec.headDim}`);
+    const cs = this.ropeTable(a, b, spec);
+    const len = a.data.length;
+    const base = this.opScratchFor(len * 4 + cs.length * 4);
+    const csPtr = base + len * 4;
+    this.heap.f32(base, len).set(a.data);
+    this.heap.f32(csPtr, cs.length).set(cs);
+    this.pool.kernels.rope(base, base, csPtr, a.rows, a.cols, spec.headDim);
+    return new RefActivation(a.rows, a.cols, this.heap.f32(base, len).slice());
   }
 
   writeKv(kv: KvStorage, layer: number, k: Activation, v: Activation, b: PreparedBatch): void {
@@ -298,7 +372,7 @@ export class CpuBackend implements Backend {
     const slotBytes = vis.slots.length * 4;
     // Scores are f64, 8-byte aligned after the i32 slots.
     const scoresAt = Math.ceil((2 * qBytes + slotBytes) / 8) * 8;
-    const base = this.attnScratchFor(scoresAt + longest * 8);
+    const base = this.opScratchFor(scoresAt + longest * 8);
     const outPtr = base + qBytes;
     const slotsPtr = outPtr + qBytes;
     this.heap.f32(base, n * qa.cols).set(qa.data);
@@ -327,21 +401,41 @@ export class CpuBackend implements Backend {
     return new RefActivation(n, qa.cols, this.heap.f32(outPtr, n * qa.cols).slice());
   }
 
-  private attnScratchFor(bytes: number): number {
-    if (bytes > this.attnScratch.bytes) {
-      if (this.attnScratch.bytes > 0) this.heap.freeTop(this.attnScratch.ptr, this.attnScratch.bytes);
-      const size = Math.max(bytes, this.attnScratch.bytes * 2);
-      this.attnScratch = { ptr: this.heap.alloc(size), bytes: size };
+  private opScratchFor(bytes: number): number {
+    if (bytes > this.opScratch.bytes) {
+      if (this.opScratch.bytes > 0) this.heap.freeTop(this.opScratch.ptr, this.opScratch.bytes);
+      const size = Math.max(bytes, this.opScratch.bytes * 2);
+      this.opScratch = { ptr: this.heap.alloc(size), bytes: size };
     }
-    return this.attnScratch.ptr;
+    return this.opScratch.ptr;
   }
 
   siluMul(gate: Activation, up: Activation): Activation {
-    return this.ref.siluMul(gate, up);
+    return this.binary("siluMul", gate, up, this.pool.kernels.siluMul);
   }
 
   add(a: Activation, b: Activation): Activation {
-    return this.ref.add(a, b);
+    return this.binary("add", a, b, this.pool.kernels.add);
+  }
+
+  /** An elementwise op of two same-shaped activations on its wasm kernel. */
+  private binary(
+    op: string,
+    x: Activation,
+    y: Activation,
+    kernel: (a: number, b: number, out: number, len: number) => void,
+  ): Activation {
+    const a = act(x);
+    const b = act(y);
+    if (a.rows !== b.rows || a.cols !== b.cols)
+      throw new RangeError(`${op}: [${a.rows}, ${a.cols}] and [${b.rows}, ${b.cols}]`);
+    const len = a.data.length;
+    const base = this.opScratchFor(len * 8);
+    const bPtr = base + len * 4;
+    this.heap.f32(base, len).set(a.data);
+    this.heap.f32(bPtr, len).set(b.data);
+    kernel(base, bPtr, base, len);
+    return new RefActivation(a.rows, a.cols, this.heap.f32(base, len).slice());
   }
 
   gatherRows(x: Activation, rows: Int32Array): Activation {

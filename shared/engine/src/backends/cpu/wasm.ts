@@ -46,7 +46,15 @@ export type AttentionFn = (
   scores: number,
 ) => void;
 
-export interface Kernels {
+/** assembly/elementwise.ts. */
+export interface ElementwiseFns {
+  rmsNorm(x: number, w: number, out: number, total: number, groupSize: number, eps: number): void;
+  rope(x: number, out: number, cs: number, rows: number, cols: number, headDim: number): void;
+  siluMul(gate: number, up: number, out: number, len: number): void;
+  add(a: number, b: number, out: number, len: number): void;
+}
+
+export interface Kernels extends ElementwiseFns {
   matmul: MatmulFn;
   job: JobFn;
   attention: AttentionFn;
@@ -115,6 +123,10 @@ export function instantiate(module: WasmModule, memory: WasmMemory): Kernels {
     matmul: instance.exports.matmul as MatmulFn,
     job: instance.exports.job as JobFn,
     attention: instance.exports.attention as AttentionFn,
+    rmsNorm: instance.exports.rmsNorm as ElementwiseFns["rmsNorm"],
+    rope: instance.exports.rope as ElementwiseFns["rope"],
+    siluMul: instance.exports.siluMul as ElementwiseFns["siluMul"],
+    add: instance.exports.add as ElementwiseFns["add"],
   };
 }
 

@@ -1,0 +1,86 @@
+// The cpu backend's elementwise and per-row ops: RMSNorm (whole row or per head), RoPE, silu(gate) * up,
+// add. They run on the main thread alone (a few thousand values per token: a hand-off to a worker costs
+// more than the op). f32x4 where the op is arithmetic; exp and the norm's scale in f64 like the reference.
+
+/** out = x / sqrt(mean(x^2) + eps) * w over each group of `groupSize` values; total = rows * cols. */
+export function rmsNorm(x: usize, w: usize, out: usize, total: i32, groupSize: i32, eps: f64): void {
+  const end = groupSize & ~3;
+  for (let g = 0; g < total; g += groupSize) {
+    const xg = x + (<usize>g << 2);
+    const og = out + (<usize>g << 2);
+    // Sum of squares in f64 (as the reference): groups are at most a few thousand wide, so this scalar
+    // loop is a few microseconds, and the scale it feeds multiplies every output.
+    let sq: f64 = 0;
+    for (let i = 0; i < groupSize; i++) {
+      const v = <f64>load<f32>(xg + (<usize>i << 2));
+      sq += v * v;
+    }
+    const inv = 1 / Math.sqrt(sq / <f64>groupSize + eps);
+    const s = f32x4.splat(<f32>inv);
+    for (let i = 0; i < end; i += 4) {
+      const o = <usize>i << 2;
+      v128.store(og + o, f32x4.mul(f32x4.mul(v128.load(xg + o), s), v128.load(w + o)));
+    }
+    for (let i = end; i < groupSize; i++) {
+      const o = <usize>i << 2;
+      store<f32>(og + o, <f32>(<f64>load<f32>(xg + o) * inv * <f64>load<f32>(w + o)));
+    }
+  }
+}
+
+/**
+ * Rotate-half RoPE of x [rows, cols] (heads of headDim) into out (may be x): column i of a head pairs
+ * with i + headDim / 2. cs is f32 [rows, headDim]: each row's cos for the half pairs, then its sin,
+ * computed by the host once per batch (the angles are the same for every layer and head).
+ */
+export function rope(x: usize, out: usize, cs: usize, rows: i32, cols: i32, headDim: i32): void {
+  const half = headDim >> 1;
+  const end = half & ~3;
+  for (let r = 0; r < rows; r++) {
+    const cr = cs + (<usize>(r * headDim) << 2);
+    const sr = cr + (<usize>half << 2);
+    for (let h = r * cols; h < (r + 1) * cols; h += headDim) {
+      const xa = x + (<usize>h << 2);
+      const xb = xa + (<usize>half << 2);
+      const oa = out + (<usize>h << 2);
+      const ob = oa + (<usize>half << 2);
+      for (let i = 0; i < end; i += 4) {
+        const o = <usize>i << 2;
+        const a = v128.load(xa + o), b = v128.load(xb + o);
+        const c = v128.load(cr + o), s = v128.load(sr + o);
+        v128.store(oa + o, f32x4.sub(f32x4.mul(a, c), f32x4.mul(b, s)));
+        v128.store(ob + o, f32x4.add(f32x4.mul(b, c), f32x4.mul(a, s)));
+      }
+      for (let i = end; i < half; i++) {
+        const o = <usize>i << 2;
+        const a = load<f32>(xa + o), b = load<f32>(xb + o);
+        const c = load<f32>(cr + o), s = load<f32>(sr + o);
+        store<f32>(oa + o, a * c - b * s);
+        store<f32>(ob + o, b * c + a * s);
+      }
+    }
+  }
+}
+
+/** out = silu(gate) * up = gate / (1 + e^-gate) * up, in f64 like the reference, rounded once. */
+export function siluMul(gate: usize, up: usize, out: usize, len: i32): void {
+  for (let i = 0; i < len; i++) {
+    const o = <usize>i << 2;
+    const g = <f64>load<f32>(gate + o);
+    const e = Math.exp(-g);
+    store<f32>(out + o, <f32>((g / (1.0 + e)) * <f64>load<f32>(up + o)));
+  }
+}
+
+/** out = a + b. */
+export function add(a: usize, b: usize, out: usize, len: i32): void {
+  const end = len & ~3;
+  for (let i = 0; i < end; i += 4) {
+    const o = <usize>i << 2;
+    v128.store(out + o, f32x4.add(v128.load(a + o), v128.load(b + o)));
+  }
+  for (let i = end; i < len; i++) {
+    const o = <usize>i << 2;
+    store<f32>(out + o, load<f32>(a + o) + load<f32>(b + o));
+  }
+}
