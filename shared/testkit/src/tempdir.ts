@@ -8,7 +8,7 @@ export interface TempDir {
   dispose(): void;
 }
 
-/** A fresh directory under the OS temp dir, named `<prefix>-XXXXXX`. */
+/** A fresh directory under the OS temp dir, named `<prefix>-` plus six random characters. */
 export function tempDir(prefix: string): TempDir {
   const path = mkdtempSync(join(tmpdir(), `${prefix}-`));
   return {
