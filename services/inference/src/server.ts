@@ -1,7 +1,7 @@
 // The Inference gRPC API of a node. GetNodeStatus reports the node as it is; generation, completion and
 // scoring need the engine and the scheduler, which come with issues 4 (engine) and 5 (inference node):
 // until then they answer UNIMPLEMENTED with a message saying so, never a made-up result.
-import type { InferenceServer, NodeStatus } from "@specloop/proto";
+import { type InferenceServer, NodeStatus } from "@specloop/proto";
 import { serverStream, UnimplementedError, unary } from "@specloop/runtime";
 
 export const SERVICE_VERSION = "0.1.0";
@@ -14,21 +14,14 @@ export interface NodeIdentity {
 
 /** The node's status as GetNodeStatus and the heartbeat report it. */
 export function nodeStatus(node: NodeIdentity, now = Date.now()): NodeStatus {
-  return {
+  // Load, KV and acceptance fields stay at their zero values until the node runs the engine.
+  return NodeStatus.fromPartial({
     nodeId: node.nodeId,
     modelId: node.modelId,
-    backend: "",
-    speculators: [],
-    runningRequests: 0,
-    waitingRequests: 0,
-    kvBlocksUsed: 0,
-    kvBlocksTotal: 0,
-    acceptance: [],
     uptimeSeconds: (now - node.startedAt) / 1000,
     reportedAt: new Date(now),
     version: SERVICE_VERSION,
-    contextLength: 0,
-  };
+  });
 }
 
 function notYet(rpc: string): UnimplementedError {

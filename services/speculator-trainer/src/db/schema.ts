@@ -2,7 +2,9 @@
 // metrics, digest), the log of who moved which version where and why, and the trainer's persisted config
 // and progress per model. Changing this file needs a migration: scripts/db-generate.sh.
 //
-// Self-contained on purpose (imports only drizzle-orm): drizzle-kit loads it on its own to diff it.
+// Self-contained on purpose: at run time it imports only drizzle-orm (the proto import is types only,
+// erased when compiled), because drizzle-kit loads this file on its own to diff it.
+import type { OfflineMetrics, OnlineMetrics, TrainingConfig } from "@specloop/proto";
 import { type SQL, sql } from "drizzle-orm";
 import {
   type AnySQLiteColumn,
@@ -31,34 +33,8 @@ export const VERSION_ACTIONS = [
 ] as const;
 export type VersionAction = (typeof VERSION_ACTIONS)[number];
 
-/** Measured on held-out traces when the version is published (proto OfflineMetrics). */
-export interface OfflineMetrics {
-  loss: number;
-  accuracy: number;
-  simulatedAcceptedPerPass: number;
-}
-
-/** Measured on live traffic while the version serves as canary or live (proto OnlineMetrics). */
-export interface OnlineMetrics {
-  requests: number;
-  targetPasses: number;
-  acceptedPerPass: number;
-  decodeTokensPerSecond: number;
-  speedupVsLive: number;
-}
-
-/** The knobs of proto TrainingConfig, as the trainer applies them. */
-export interface TrainingConfig {
-  learningRate: number;
-  batchSize: number;
-  unrollSteps: number;
-  rejectionLossWeight: number;
-  publishEverySteps: number;
-  canaryShare: number;
-  canaryMinRequests: number;
-  promoteMinSpeedup: number;
-  domains: string[];
-}
+// The JSON columns hold the wire contract's own messages: one definition, in proto/specloop/v1/trainer.proto.
+export type { OfflineMetrics, OnlineMetrics, TrainingConfig };
 
 /** Milliseconds since the epoch, filled in by SQLite when the insert leaves it out. */
 const nowMs = sql`(cast(unixepoch('subsec') * 1000 as integer))`;

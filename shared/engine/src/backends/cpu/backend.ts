@@ -32,7 +32,7 @@ import { act, RefActivation, batch as refBatch, weight as refWeight } from "../r
 import { MODE_ADD, MODE_LINEAR, MODE_SILU_MUL } from "./control.js";
 import { CpuKvStorage, type VisibleSlots, visibleSlots } from "./kv.js";
 import { type JobSegment, MatmulPool } from "./pool.js";
-import { DTYPE_CODE, kernelModule, sharedMemory, WasmHeap } from "./wasm.js";
+import { DTYPE_CODE, kernelModule, Scratch, sharedMemory, WasmHeap } from "./wasm.js";
 
 export interface CpuBackendOptions {
   /** Threads per product, the main thread included (default: os.availableParallelism()). */
@@ -68,9 +68,10 @@ export async function createCpuBackend(options: CpuBackendOptions = {}): Promise
 export class CpuBackend implements Backend {
   readonly kind = "cpu" as const;
   private readonly ref = new ReferenceBackend();
-  private scratch = { ptr: 0, bytes: 0 };
+  /** The products' scratch (x, out, bias); products run one at a time. */
+  private readonly scratch: Scratch;
   /** The main-thread ops' scratch (attention, norms, RoPE, elementwise), apart from the products'. */
-  private opScratch = { ptr: 0, bytes: 0 };
+  private readonly opScratch: Scratch;
   /** Each batch's visible slots per row, resolved on the first layer's attention. */
   private readonly visible = new WeakMap<PreparedBatch, VisibleSlots>();
   /** Each batch's RoPE cos/sin table ([rows, headDim]: cos of each pair, then sin), for one RopeSpec. */
@@ -83,7 +84,10 @@ export class CpuBackend implements Backend {
     private readonly pool: MatmulPool,
     /** Whether the kernel runs relaxed-SIMD fused multiply-add (else multiply then add). */
     readonly fma: boolean,
-  ) {}
+  ) {
+    this.scratch = new Scratch(heap);
+    this.opScratch = new Scratch(heap);
+  }
 
   get threads(): number {
     return this.pool.threads;
@@ -144,7 +148,7 @@ export class CpuBackend implements Backend {
     if (wPtr === undefined || a.cols % group !== 0 || w.shape[0] !== group)
       throw new RangeError(`rmsNorm: ${a.cols} columns, group ${group}, weight [${w.shape}]`);
     const len = a.data.length;
-    const base = this.opScratchFor(len * 4);
+    const base = this.opScratch.at(len * 4);
     this.heap.f32(base, len).set(a.data);
     this.pool.kernels.rmsNorm(base, wPtr, base, len, group, eps);
     return new RefActivation(a.rows, a.cols, this.heap.f32(base, len).slice());
@@ -158,7 +162,7 @@ export class CpuBackend implements Backend {
       throw new RangeError(`rmsNormRope: ${a.cols} columns, head dim ${d}, weight [${w.shape}]`);
     const cs = this.ropeTable(a, b, spec);
     const len = a.data.length;
-    const base = this.opScratchFor(len * 4 + cs.length * 4);
+    const base = this.opScratch.at(len * 4 + cs.length * 4);
     const csPtr = base + len * 4;
     this.heap.f32(base, len).set(a.data);
     this.heap.f32(csPtr, cs.length).set(cs);
@@ -260,7 +264,7 @@ export class CpuBackend implements Backend {
       bs.push(b);
       bytes += n * m * 4 + (b ? m * 4 : 0);
     });
-    let at = this.scratchFor(bytes);
+    let at = this.scratch.at(bytes);
     const xPtr = at;
     this.heap.f32(xPtr, n * k).set(a.data);
     at += n * k * 4;
@@ -291,23 +295,13 @@ export class CpuBackend implements Backend {
     );
   }
 
-  /** The product scratch (x, out, bias), grown geometrically; products run one at a time. */
-  private scratchFor(bytes: number): number {
-    if (bytes > this.scratch.bytes) {
-      if (this.scratch.bytes > 0) this.heap.freeTop(this.scratch.ptr, this.scratch.bytes);
-      const size = Math.max(bytes, this.scratch.bytes * 2);
-      this.scratch = { ptr: this.heap.alloc(size), bytes: size };
-    }
-    return this.scratch.ptr;
-  }
-
   rope(x: Activation, b: PreparedBatch, spec: RopeSpec): Activation {
     const a = act(x);
     if (a.cols % spec.headDim !== 0)
       throw new RangeError(`rope: x [${a.rows}, ${a.cols}], head dim ${spec.headDim}`);
     const cs = this.ropeTable(a, b, spec);
     const len = a.data.length;
-    const base = this.opScratchFor(len * 4 + cs.length * 4);
+    const base = this.opScratch.at(len * 4 + cs.length * 4);
     const csPtr = base + len * 4;
     this.heap.f32(base, len).set(a.data);
     this.heap.f32(csPtr, cs.length).set(cs);
@@ -372,7 +366,7 @@ export class CpuBackend implements Backend {
     const slotBytes = vis.slots.length * 4;
     // Scores are f64, 8-byte aligned after the i32 slots.
     const scoresAt = Math.ceil((2 * qBytes + slotBytes) / 8) * 8;
-    const base = this.opScratchFor(scoresAt + longest * 8);
+    const base = this.opScratch.at(scoresAt + longest * 8);
     const outPtr = base + qBytes;
     const slotsPtr = outPtr + qBytes;
     this.heap.f32(base, n * qa.cols).set(qa.data);
@@ -401,15 +395,6 @@ export class CpuBackend implements Backend {
     return new RefActivation(n, qa.cols, this.heap.f32(outPtr, n * qa.cols).slice());
   }
 
-  private opScratchFor(bytes: number): number {
-    if (bytes > this.opScratch.bytes) {
-      if (this.opScratch.bytes > 0) this.heap.freeTop(this.opScratch.ptr, this.opScratch.bytes);
-      const size = Math.max(bytes, this.opScratch.bytes * 2);
-      this.opScratch = { ptr: this.heap.alloc(size), bytes: size };
-    }
-    return this.opScratch.ptr;
-  }
-
   siluMul(gate: Activation, up: Activation): Activation {
     return this.binary("siluMul", gate, up, this.pool.kernels.siluMul);
   }
@@ -430,7 +415,7 @@ export class CpuBackend implements Backend {
     if (a.rows !== b.rows || a.cols !== b.cols)
       throw new RangeError(`${op}: [${a.rows}, ${a.cols}] and [${b.rows}, ${b.cols}]`);
     const len = a.data.length;
-    const base = this.opScratchFor(len * 8);
+    const base = this.opScratch.at(len * 8);
     const bPtr = base + len * 4;
     this.heap.f32(base, len).set(a.data);
     this.heap.f32(bPtr, len).set(b.data);

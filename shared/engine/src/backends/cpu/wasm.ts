@@ -163,3 +163,25 @@ export class WasmHeap {
     return new Float32Array(this.memory.buffer, ptr, length);
   }
 }
+
+/**
+ * A scratch region of the heap that grows geometrically when a larger one is asked for; its previous
+ * allocation is given back when it is still the top of the heap. Users run one at a time per region.
+ */
+export class Scratch {
+  private ptr = 0;
+  private size = 0;
+
+  constructor(private readonly heap: WasmHeap) {}
+
+  /** The region's address, at least `bytes` long. */
+  at(bytes: number): number {
+    if (bytes > this.size) {
+      if (this.size > 0) this.heap.freeTop(this.ptr, this.size);
+      const size = Math.max(bytes, this.size * 2);
+      this.ptr = this.heap.alloc(size);
+      this.size = size;
+    }
+    return this.ptr;
+  }
+}
