@@ -75,16 +75,6 @@ export class KvCacheFullError extends SpecloopError {
   }
 }
 
-/** A backend was asked for by name that this build cannot provide; names it. */
-export class UnsupportedBackendError extends SpecloopError {
-  readonly backend: string;
-  constructor(backend: string, message: string, options?: ErrorOptions) {
-    super(ErrorKind.FailedPrecondition, `backend ${backend}: ${message}`, options);
-    this.name = "UnsupportedBackendError";
-    this.backend = backend;
-  }
-}
-
 /** Dawn reported a validation or out-of-memory error for work the webgpu backend recorded: a kernel bug. */
 export class WebGpuKernelError extends SpecloopError {
   readonly adapter: string;

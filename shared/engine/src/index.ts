@@ -36,7 +36,6 @@ export {
 export {
   KvCacheFullError,
   ModelFileError,
-  UnsupportedBackendError,
   UnsupportedModelError,
   WEBGPU_SETUP_HINT,
   WebGpuDeviceError,

@@ -8,7 +8,6 @@ import { type CpuBackendOptions, createCpuBackend } from "./backends/cpu/backend
 import { ReferenceBackend } from "./backends/reference/backend.js";
 import { createWebGpuBackend } from "./backends/webgpu/backend.js";
 import { createWebGpuDevice, type WebGpuDevice } from "./backends/webgpu/device.js";
-import { UnsupportedBackendError } from "./errors.js";
 
 export const BACKEND_CHOICES = ["auto", "reference", "cpu", "webgpu"] as const;
 export type BackendChoice = (typeof BACKEND_CHOICES)[number];
@@ -21,8 +20,9 @@ export interface SelectedBackend {
   notes: string[];
 }
 
-/** How a backend is built from a WebGPU device (tests may substitute their own). */
+/** How backends are built; each field falls back to the engine's own when absent. */
 export interface BackendFactories {
+  /** Builds the webgpu backend from a device (default createWebGpuBackend). */
   webgpu?: (device: WebGpuDevice) => Backend;
   /** Options of the `cpu` backend (threads: default os.availableParallelism()). */
   cpu?: CpuBackendOptions;
@@ -46,19 +46,18 @@ async function cpuBackend(
 
 export async function selectBackend(
   requested: BackendChoice,
-  factories: BackendFactories = { webgpu: createWebGpuBackend },
+  factories: BackendFactories = {},
 ): Promise<SelectedBackend> {
   const notes: string[] = [];
+  const makeWebGpu = factories.webgpu ?? createWebGpuBackend;
   switch (requested) {
     case "reference":
       return { backend: new ReferenceBackend(), requested, used: "reference", notes };
     case "cpu":
       return cpuBackend(requested, notes, factories.cpu);
     case "webgpu": {
-      if (factories.webgpu === undefined)
-        throw new UnsupportedBackendError("webgpu", "the webgpu backend is not built yet");
       const device = await createWebGpuDevice();
-      return { backend: factories.webgpu(device), requested, used: "webgpu", notes };
+      return { backend: makeWebGpu(device), requested, used: "webgpu", notes };
     }
     case "auto": {
       let device: WebGpuDevice;
@@ -68,15 +67,8 @@ export async function selectBackend(
         notes.push(`no hardware WebGPU adapter: ${err instanceof Error ? err.message : String(err)}`);
         return cpuBackend(requested, notes, factories.cpu);
       }
-      if (factories.webgpu === undefined) {
-        notes.push(
-          `WebGPU adapter ${device.adapter.description || device.adapter.device} found, but the webgpu backend is not built yet`,
-        );
-        device.destroy();
-        return cpuBackend(requested, notes, factories.cpu);
-      }
       notes.push(`WebGPU adapter ${device.adapter.description || device.adapter.device}`);
-      return { backend: factories.webgpu(device), requested, used: "webgpu", notes };
+      return { backend: makeWebGpu(device), requested, used: "webgpu", notes };
     }
   }
 }
