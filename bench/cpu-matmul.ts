@@ -1,5 +1,5 @@
 // The cpu backend's matmul kernel on the bundled model's shapes, and end-to-end decode against reference:
-//   node --conditions=source --import tsx bench/cpu-matmul.ts [--quick]
+//   node --conditions=source --import tsx bench/cpu-matmul.ts [--quick] [--kernel-only]
 // Per shape [m, k] (bf16 weights, as tiny-code ships) and n = 1, 2, 4, 8, 16 positions, with 1 thread and
 // all: microseconds per product, GFLOP/s (2 n k m / t), GB/s of weight bytes read (m k 2 / t: the bound at
 // decode) and the cost relative to n = 1. Then the synchronisation choice (spinning on Atomics.load
@@ -17,6 +17,8 @@ import { loadModelDir } from "../shared/engine/src/loader/hf-model.js";
 import { Model } from "../shared/engine/src/model/model.js";
 
 const quick = process.argv.includes("--quick");
+/** The kernel tables only: no CLI run (which needs every package built) and no in-process decode. */
+const kernelOnly = process.argv.includes("--kernel-only");
 /** tiny-code: q/o [384, 384], k/v [128, 384], gate/up [768, 384], down [384, 768], tied LM head [8192, 384]. */
 const SHAPES: [string, number, number][] = [
   ["q/o", 384, 384],
@@ -44,6 +46,8 @@ interface Setup {
   pool: MatmulPool;
   weights: number[];
   x: number;
+  /** Room for x interleaved (pool.ts, Job.xv). */
+  xv: number;
   out: number;
 }
 
@@ -58,19 +62,26 @@ async function setup(threads: number, spin: number, minSplitWork: number): Promi
   });
   const x = heap.alloc(16 * 768 * 4);
   heap.f32(x, 16 * 768).fill(0.01);
+  const xv = heap.alloc(16 * 768 * 4);
   const out = heap.alloc(16 * 8192 * 4);
-  return { pool: await MatmulPool.create(module, memory, { threads, spin, minSplitWork }), weights, x, out };
+  return {
+    pool: await MatmulPool.create(module, memory, { threads, spin, minSplitWork }),
+    weights,
+    x,
+    xv,
+    out,
+  };
 }
 
 /** Median-of-batches microseconds per product. */
-function time({ pool, weights, x, out }: Setup, i: number, n: number, k: number, m: number): number {
+function time({ pool, weights, x, xv, out }: Setup, i: number, n: number, k: number, m: number): number {
   const w = weights[i] as number;
   const flops = 2 * n * k * m;
   const reps = Math.max(5, Math.round((quick ? 2e8 : 1e9) / flops / 5));
   const samples: number[] = [];
   for (let s = 0; s < 6; s++) {
     const t0 = process.hrtime.bigint();
-    for (let r = 0; r < reps; r++) pool.matmul(x, w, 0, out, n, k, m, DTYPE_CODE.bf16);
+    for (let r = 0; r < reps; r++) pool.matmul(x, xv, w, 0, out, n, k, m, DTYPE_CODE.bf16);
     samples.push(Number(process.hrtime.bigint() - t0) / 1e3 / reps);
   }
   samples.shift(); // warm-up
@@ -89,47 +100,49 @@ say(`- CPU: ${model}; ${all} cores (os.availableParallelism); Node ${process.ver
 say(
   `- kernel: WebAssembly SIMD${relaxed ? " with relaxed-SIMD FMA" : " (relaxed SIMD not validated by this Node: multiply then add)"}, bf16 weights`,
 );
-say("");
-say("End to end, `specloop model generate --model models/tiny-code --tokens 0 --max-tokens 128` (greedy):");
-say("");
-say("| backend | decode tokens/s |");
-say("|---|---|");
-for (const backend of ["reference", "cpu"]) {
-  const json = execFileSync(
-    process.execPath,
-    [
-      "cli/dist/main.js",
-      ...["model", "generate", "--model", "models/tiny-code", "--tokens", "0", "--max-tokens", "128"],
-      ...["--backend", backend, "--json"],
-    ],
-    { encoding: "utf8" },
-  );
-  const r = JSON.parse(json) as { decode_tokens_per_second: number; backend_used: string };
-  say(`| ${r.backend_used} | ${r.decode_tokens_per_second.toFixed(1)} |`);
-}
-
-// The same decode in this process: the cpu backend on 1 and all threads, with short and long spins.
-{
-  const loaded = await loadModelDir("models/tiny-code");
+if (!kernelOnly) {
   say("");
-  say("In process, `generate` on tiny-code, batch 1, 128 new tokens after a warm-up (tokens/s):");
+  say("End to end, `specloop model generate --model models/tiny-code --tokens 0 --max-tokens 128` (greedy):");
   say("");
-  say("| threads | spin (polls) | decode tokens/s |");
-  say("|---|---|---|");
-  for (const [threads, spin] of [
-    [1, 0],
-    [all, 20000],
-    [all, 200000],
-  ] as const) {
-    const be = await createCpuBackend({ threads, spin });
-    const model = Model.load(be, loaded);
-    await generate(model, [{ prompt: [0], maxTokens: 16, stopTokenIds: [] }]);
-    const t0 = performance.now();
-    await generate(model, [{ prompt: [0], maxTokens: 129, stopTokenIds: [] }]);
-    say(`| ${threads} | ${spin} | ${(128 / ((performance.now() - t0) / 1000)).toFixed(1)} |`);
-    be.destroy();
+  say("| backend | decode tokens/s |");
+  say("|---|---|");
+  for (const backend of ["reference", "cpu"]) {
+    const json = execFileSync(
+      process.execPath,
+      [
+        "cli/dist/main.js",
+        ...["model", "generate", "--model", "models/tiny-code", "--tokens", "0", "--max-tokens", "128"],
+        ...["--backend", backend, "--json"],
+      ],
+      { encoding: "utf8" },
+    );
+    const r = JSON.parse(json) as { decode_tokens_per_second: number; backend_used: string };
+    say(`| ${r.backend_used} | ${r.decode_tokens_per_second.toFixed(1)} |`);
   }
-  await new Promise((resolve) => setTimeout(resolve, 200)); // let the destroyed pools' workers exit
+
+  // The same decode in this process: the cpu backend on 1 and all threads, with short and long spins.
+  {
+    const loaded = await loadModelDir("models/tiny-code");
+    say("");
+    say("In process, `generate` on tiny-code, batch 1, 128 new tokens after a warm-up (tokens/s):");
+    say("");
+    say("| threads | spin (polls) | decode tokens/s |");
+    say("|---|---|---|");
+    for (const [threads, spin] of [
+      [1, 0],
+      [all, 20000],
+      [all, 200000],
+    ] as const) {
+      const be = await createCpuBackend({ threads, spin });
+      const model = Model.load(be, loaded);
+      await generate(model, [{ prompt: [0], maxTokens: 16, stopTokenIds: [] }]);
+      const t0 = performance.now();
+      await generate(model, [{ prompt: [0], maxTokens: 129, stopTokenIds: [] }]);
+      say(`| ${threads} | ${spin} | ${(128 / ((performance.now() - t0) / 1000)).toFixed(1)} |`);
+      be.destroy();
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200)); // let the destroyed pools' workers exit
+  }
 }
 
 // Kernel tables after the end-to-end runs: no worker of this process competes with the CLI for cores.

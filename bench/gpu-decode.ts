@@ -1,6 +1,7 @@
 // Decode speed of the webgpu backend on one model directory, against the memory roofline:
 //   node --conditions=source --import tsx bench/gpu-decode.ts --model DIR [--batch 1,16] [--prompt 32]
-//        [--new 128] [--runs 2] [--warmup-new 16] [--budget-s 60] [--breakdown-steps 32] [--out FILE]
+//        [--new 128] [--runs 2] [--warmup-new 16] [--budget-s 60] [--breakdown-steps 32] [--submit-every N]
+//        [--profile] [--out FILE]
 // On the GPU machine it runs as an esbuild bundle (bench/gpu-run.sh). DIR is a Hugging Face directory; a
 // tokenizer is not needed (config.json + *.safetensors is enough).
 //
@@ -11,8 +12,10 @@
 //      warm-up's step time says the runs would take longer than --budget-s, `new` is cut to fit (the
 //      result says so in new_tokens_reduced_from);
 //   3. a breakdown: the same loop written out (KvManager, buildLayout, forward, argmaxRows) so each step's
-//      time splits into recording (JavaScript: building the pass, one bind group per dispatch) and waiting
-//      (submit, GPU execution, the 4-byte-per-row read back), with dispatches and submits per step.
+//      time splits into recording (JavaScript up to forward()'s return, including any early submits) and
+//      waiting (the last submit, GPU execution, the 4-byte-per-row read back), with dispatches and submits
+//      per step;
+//   4. with --profile, the GPU time of each kind of dispatch over the breakdown's steps (see profileRun).
 // The roofline: bytes a step must read = weights as stored (embedding table only as the tied LM head) +
 // every sequence's K and V over all layers at the engine's KV element size, over 3.0 TB/s.
 import {
@@ -39,7 +42,7 @@ import {
 } from "./common.js";
 import { benchPrompts, decodeRun } from "./decode.js";
 
-const args = parseArgs(process.argv.slice(2), new Set());
+const args = parseArgs(process.argv.slice(2), new Set(["profile"]));
 const modelDir = args.get("model");
 if (modelDir === undefined) throw new RangeError("--model DIR is required");
 const batches = intListArg(args, "batch", [1, 16]);
@@ -49,6 +52,9 @@ const runs = intArg(args, "runs", 2);
 const warmupNew = intArg(args, "warmup-new", 16);
 const budgetSeconds = intArg(args, "budget-s", 60);
 const breakdownSteps = intArg(args, "breakdown-steps", 32);
+// --profile: afterwards, per batch size, GPU time per kind of dispatch over the breakdown's steps (a second
+// backend with timestamp queries around every dispatch, each in a pass of its own).
+const profile = args.get("profile") === "true";
 
 interface Breakdown {
   steps: number;
@@ -62,7 +68,13 @@ interface Breakdown {
 }
 
 /** generate()'s loop written out, timing recording and waiting apart (see the header). */
-async function breakdown(be: WebGpuBackend, model: Model, batch: number, steps: number): Promise<Breakdown> {
+async function breakdown(
+  be: WebGpuBackend,
+  model: Model,
+  batch: number,
+  steps: number,
+  beforeSteps?: () => Promise<void>,
+): Promise<Breakdown> {
   const blockSize = 16;
   const prompts = benchPrompts(batch, promptLen, model.config.vocabSize);
   const kv = new KvManager(
@@ -82,6 +94,7 @@ async function breakdown(be: WebGpuBackend, model: Model, batch: number, steps: 
   let last = await be.argmaxRows(first.logits!);
   be.release(first.logits!);
   for (const s of seqs) kv.commit(s, promptLen);
+  await beforeSteps?.();
   let record = 0;
   let wait = 0;
   const before = be.stats();
@@ -115,13 +128,49 @@ async function breakdown(be: WebGpuBackend, model: Model, batch: number, steps: 
   };
 }
 
+/** GPU time per dispatch kind per decode step, on a backend of its own that times every dispatch. */
+async function profileRun(source: Parameters<typeof Model.load>[1], batch: number, steps: number) {
+  // Dawn quantizes timestamps (to 65.5 us steps) unless told not to.
+  const dev = await createWebGpuDevice({
+    label: "gpu-decode profile",
+    dawnOptions: ["disable-dawn-features=timestamp_quantization"],
+  });
+  const pbe = createWebGpuBackend(dev, { profile: true, submitEvery });
+  try {
+    const model = Model.load(pbe, source);
+    await breakdown(pbe, model, batch, 4);
+    const bd = await breakdown(pbe, model, batch, steps, () => pbe.profileReset());
+    const report = await pbe.profileReport();
+    const total = report.reduce((t, e) => t + e.totalMs, 0);
+    return {
+      batch,
+      steps,
+      record_ms_per_step: bd.record_ms_per_step,
+      wait_ms_per_step: bd.wait_ms_per_step,
+      gpu_ms_per_step: round(total / steps, 4),
+      kinds: report.map((e) => ({
+        kind: e.kind,
+        per_step: round(e.count / steps, 2),
+        us_per_step: round((1000 * e.totalMs) / steps, 1),
+        us_each: round((1000 * e.totalMs) / e.count, 2),
+      })),
+    };
+  } finally {
+    pbe.destroy();
+  }
+}
+
 const tLoad = performance.now();
 const { id, source } = await loadBenchModel(modelDir);
 const readSeconds = (performance.now() - tLoad) / 1000;
 const device = await createWebGpuDevice({ label: "gpu-decode" });
-// --submit-every N: also submit every N dispatches (overlapping recording with the GPU); absent: at reads only.
-const submitEvery = intArg(args, "submit-every", 0);
-const be = createWebGpuBackend(device, { submitEvery });
+// --submit-every N: submit every N dispatches (overlapping recording with the GPU; 0: at reads only); absent:
+// the backend's default (DEFAULT_SUBMIT_EVERY).
+const submitArg = args.get("submit-every");
+if (submitArg !== undefined && !/^\d+$/.test(submitArg))
+  throw new RangeError(`--submit-every ${submitArg}: expected a non-negative integer`);
+const be = createWebGpuBackend(device, submitArg === undefined ? {} : { submitEvery: Number(submitArg) });
+const submitEvery = be.submitEvery;
 const rows = [];
 let uploadSeconds = 0;
 try {
@@ -176,6 +225,16 @@ try {
         `roofline ${row.roofline.ceiling_tokens_per_second} tok/s, share ${(100 * row.roofline.share).toFixed(1)}%`,
     );
   }
+  const profiles = [];
+  if (profile) {
+    for (const batch of batches) {
+      const p = await profileRun(source, batch, Math.min(breakdownSteps, 32));
+      profiles.push(p);
+      console.error(`[gpu-decode] ${id} batch ${batch} profile: ${p.gpu_ms_per_step} ms of kernels a step`);
+      for (const k of p.kinds.slice(0, 12))
+        console.error(`  ${k.us_per_step} us  ${k.per_step} x ${k.us_each} us  ${k.kind}`);
+    }
+  }
   const stats = be.stats();
   emit(
     {
@@ -184,6 +243,8 @@ try {
       host: hostInfo(),
       adapter: device.adapter,
       features: [...device.features],
+      // The size the subgroup kernels were built for (0: the workgroup-memory kernels ran).
+      subgroup_size: device.subgroupSize,
       limits: {
         maxStorageBufferBindingSize: device.limits.maxStorageBufferBindingSize,
         maxComputeWorkgroupStorageSize: device.limits.maxComputeWorkgroupStorageSize,
@@ -200,6 +261,7 @@ try {
       pipelines: stats.pipelines,
       pool: stats.pool,
       results: rows,
+      ...(profile ? { profiles } : {}),
     },
     args.get("out"),
   );

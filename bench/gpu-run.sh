@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # The whole GPU benchmark in one device call (see bench/README.md). Prepared here:
 #   bash ../shared/device/prepare.sh          # .gpu/: Node, Dawn, the Vulkan loader
-#   bash bench/gpu-run.sh --bundle            # bench/gpu-decode.ts -> .gpu/app/gpu-decode.mjs
+#   bash bench/gpu-run.sh --bundle            # bench/gpu-decode.ts, bench/gpu-parity.ts -> .gpu/app/*.mjs
 # then on the device, with carry [".gpu"]:   bash bench/gpu-run.sh
-# It makes the random Qwen3-0.6B-shaped checkpoint, runs the webgpu engine (gpu-decode) and transformers
-# (eager and sdpa) on the bundled tiny-code and on that checkpoint, batch 1 and 16, and leaves JSON and one
-# log in $OUT (at most 8 files come back: 4 JSON + run.log). Each step has its own time limit and a failing
-# step does not stop the others, so one call yields whatever could be measured.
+# It runs the webgpu parity check on every checkpoint (gpu-parity), makes the random Qwen3-0.6B-shaped
+# checkpoint, runs the webgpu engine (gpu-decode) and transformers (eager and sdpa) on the bundled tiny-code
+# and on that checkpoint, batch 1 and 16, and leaves JSON and one log in $OUT. Each step has its own time
+# limit and a failing step does not stop the others, so one call yields whatever could be measured.
 # BENCH_NEW=N shortens every run; BENCH_SUBMIT_EVERY=N adds an engine run on the 0.6B shape that submits every
-# N dispatches; BENCH_ENGINE_ONLY=1 leaves transformers out.
+# N dispatches (0: once per read; the default run uses the backend's default); BENCH_PROFILE=1 adds the
+# per-kernel GPU times of the 0.6B shape (gpu-decode --profile); BENCH_ENGINE_ONLY=1 leaves transformers out.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,10 +17,14 @@ if [ "${1:-}" = "--bundle" ]; then
   # The engine takes only its error classes from @specloop/runtime, whose barrel also loads gRPC (files read
   # at import time that a bundle does not carry): point the bundle at runtime's errors module alone. The
   # banner gives the ES module bundle a `require` for the CommonJS dependencies esbuild inlines.
-  exec npx esbuild bench/gpu-decode.ts --bundle --platform=node --format=esm --target=node20 \
-    --conditions=source --external:webgpu --alias:@specloop/runtime=./shared/runtime/src/errors.ts \
-    --outfile=.gpu/app/gpu-decode.mjs --log-level=warning \
-    "--banner:js=import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);"
+  for name in gpu-decode gpu-parity; do
+    npx esbuild "bench/$name.ts" --bundle --platform=node --format=esm --target=node20 \
+      --conditions=source --external:webgpu --alias:@specloop/runtime=./shared/runtime/src/errors.ts \
+      --outfile=".gpu/app/$name.mjs" --log-level=warning \
+      "--banner:js=import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" ||
+      exit 1
+  done
+  exit 0
 fi
 
 OUT=${OUT:-$PWD/.bench-out}
@@ -42,6 +47,8 @@ source .gpu/env.sh
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.memory --format=csv
 python3 -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'
 grep -m1 'model name' /proc/cpuinfo
+step 60 "webgpu parity with transformers, every checkpoint" \
+  node .gpu/app/gpu-parity.mjs --out "$OUT/gpu-parity.json"
 step 40 "random Qwen3-0.6B-shape weights" \
   python3 tools/test-checkpoints/qwen3-0.6b-shape/make_random_weights.py --out "$QWEN"
 step 70 "engine webgpu: tiny-code" \
@@ -52,6 +59,11 @@ if [ -n "${BENCH_SUBMIT_EVERY:-}" ]; then # the engine submitting every N dispat
   step 120 "engine webgpu: qwen3-0.6b-shape, submit every $BENCH_SUBMIT_EVERY" \
     node .gpu/app/gpu-decode.mjs --model "$QWEN" --new "$NEW" --budget-s 40 --submit-every "$BENCH_SUBMIT_EVERY" \
     --out "$OUT/gpu-qwen3-0.6b-shape-submit$BENCH_SUBMIT_EVERY.json"
+fi
+if [ -n "${BENCH_PROFILE:-}" ]; then # GPU time per kernel (each dispatch timed in a pass of its own)
+  step 120 "engine webgpu: qwen3-0.6b-shape, kernel profile" \
+    node .gpu/app/gpu-decode.mjs --model "$QWEN" --new 32 --runs 1 --breakdown-steps 24 --profile \
+    --out "$OUT/gpu-qwen3-0.6b-shape-profile.json"
 fi
 if [ -n "${BENCH_ENGINE_ONLY:-}" ]; then # transformers' side unchanged since its last recording
   echo "=== done $(date -u +%T)"

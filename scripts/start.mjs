@@ -23,7 +23,10 @@ const SERVICES = [
     name: "inference",
     grpcPort: 50051,
     metricsPort: 9461,
-    env: { SPECLOOP_NODE__MODEL_DIR: join(root, "models/tiny-code") },
+    env: {
+      SPECLOOP_NODE__MODEL_DIR: join(root, "models/tiny-code"),
+      SPECLOOP_SPECULATION__DRAFT_MODEL_DIR: join(root, "models/tiny-code-draft"),
+    },
   },
   {
     name: "speculator-trainer",

@@ -2,4 +2,6 @@
 export interface Io {
   out: (line: string) => void;
   err: (line: string) => void;
+  /** Text without a line break (streamed output). */
+  write: (text: string) => void;
 }

@@ -1,6 +1,16 @@
-// `specloop model generate --model DIR (--prompt TEXT | --tokens 1,2,3)`: plain (non-speculative)
-// generation in this process, reporting the output and the decode speed.
-import { type BackendChoice, generate } from "@specloop/engine";
+// `specloop model generate --model DIR (--prompt TEXT | --tokens 1,2,3) [--drafter KIND]`: generation in
+// this process, plain or speculative (the drafter proposes, the target verifies: the output is the same),
+// reporting the output, the decode speed and, with a drafter, the accepted tokens per target pass.
+import { readFile } from "node:fs/promises";
+import { type BackendChoice, EagleHead, generate, loadModelDir, Model } from "@specloop/engine";
+import {
+  type Drafter,
+  type DrafterKind,
+  DraftModelDrafter,
+  EagleDrafter,
+  SuffixDrafter,
+  speculativeGenerate,
+} from "@specloop/speculation";
 import { type BackendFields, backendFields, checkTokenIds, loadOnBackend } from "./model-common.js";
 
 export interface ModelGenerateOptions {
@@ -13,6 +23,13 @@ export interface ModelGenerateOptions {
   topP?: number;
   seed?: number;
   backend: BackendChoice;
+  drafter: DrafterKind;
+  /** draft-model: the draft model's directory. */
+  draftModel?: string;
+  /** eagle: an eagle-v1 safetensors file. */
+  speculator?: string;
+  /** Nodes drafted per target pass. */
+  draftBudget: number;
 }
 
 export interface ModelGenerateResult extends BackendFields {
@@ -27,6 +44,38 @@ export interface ModelGenerateResult extends BackendFields {
   decode_tokens: number;
   decode_seconds: number;
   decode_tokens_per_second: number;
+  drafter: DrafterKind;
+  /** Target passes that produced output (each verified a proposal, or decoded one token with none). */
+  target_passes: number;
+  /** Output tokens per target pass: 1 without speculation. */
+  accepted_per_pass: number;
+}
+
+/** The drafter a run asked for, built on the target's backend. */
+async function makeDrafter(opts: ModelGenerateOptions, target: Model): Promise<Drafter | undefined> {
+  switch (opts.drafter) {
+    case "none":
+      return undefined;
+    case "suffix":
+      return new SuffixDrafter();
+    case "draft-model": {
+      if (opts.draftModel === undefined)
+        throw new RangeError("--drafter draft-model needs --draft-model DIR");
+      const draft = Model.load(target.backend, await loadModelDir(opts.draftModel));
+      return new DraftModelDrafter(draft, target.config.vocabSize, {
+        numBlocks: Math.ceil((opts.maxTokens + 4096) / 16) + 8,
+        blockSize: 16,
+        maxDepth: opts.draftBudget,
+      });
+    }
+    case "eagle": {
+      if (opts.speculator === undefined) {
+        throw new RangeError("--drafter eagle needs --speculator FILE (an eagle-v1 safetensors file)");
+      }
+      const blob = new Uint8Array(await readFile(opts.speculator));
+      return new EagleDrafter(EagleHead.load(target.backend, blob, target), { depth: opts.draftBudget });
+    }
+  }
 }
 
 export async function modelGenerate(opts: ModelGenerateOptions): Promise<ModelGenerateResult> {
@@ -37,31 +86,53 @@ export async function modelGenerate(opts: ModelGenerateOptions): Promise<ModelGe
   try {
     let prompt = opts.tokens;
     if (prompt === undefined) {
-      // Text prompts start with bos, as the checkpoint was trained (the tokenizer does not add it).
-      const ids = loaded.tokenizer.encode(opts.prompt ?? "");
-      const bos = loaded.config.bosTokenId;
-      prompt = bos !== undefined && ids[0] !== bos ? [bos, ...ids] : ids;
+      prompt = loaded.tokenizer.encodePrompt(opts.prompt ?? "");
     }
     checkTokenIds(prompt, loaded.config.vocabSize);
     const sampling = { temperature: opts.temperature, topK: opts.topK, topP: opts.topP };
-    const { outputs, stats } = await generate(model, [
-      { prompt, maxTokens: opts.maxTokens, sampling, seed: opts.seed },
-    ]);
-    const out = outputs[0]!;
-    return {
+    const request = { prompt, maxTokens: opts.maxTokens, sampling, seed: opts.seed };
+    const base = {
       model: loaded.modelId,
       ...backendFields(selected),
       prompt_ids: prompt,
+      drafter: opts.drafter,
+    };
+    const result = (
+      out: { tokens: number[]; finishReason: "stop" | "length"; seed: number },
+      stats: {
+        prefillSeconds: number;
+        decodeTokens: number;
+        decodeSeconds: number;
+        decodeTokensPerSecond: number;
+      },
+      passes: { target_passes: number; accepted_per_pass: number },
+    ): ModelGenerateResult => ({
+      ...base,
       output_ids: out.tokens,
       text: loaded.tokenizer.decode(out.tokens, { skipSpecialTokens: true }),
       finish_reason: out.finishReason,
       seed: out.seed,
-      prefill_tokens: stats.prefillTokens,
+      prefill_tokens: prompt.length,
       prefill_seconds: stats.prefillSeconds,
       decode_tokens: stats.decodeTokens,
       decode_seconds: stats.decodeSeconds,
       decode_tokens_per_second: stats.decodeTokensPerSecond,
-    };
+      ...passes,
+    });
+    if (opts.drafter === "none") {
+      const { outputs, stats } = await generate(model, [request]);
+      return result(outputs[0]!, stats, { target_passes: stats.decodeSteps + 1, accepted_per_pass: 1 });
+    }
+    const drafter = (await makeDrafter(opts, model)) as Drafter;
+    const { outputs, stats } = await speculativeGenerate(model, [request], {
+      drafter: opts.drafter,
+      drafters: new Map([[opts.drafter, drafter]]),
+      budget: opts.draftBudget,
+    });
+    return result(outputs[0]!, stats, {
+      target_passes: stats.targetPasses,
+      accepted_per_pass: stats.acceptedPerPass,
+    });
   } finally {
     selected.backend.destroy();
   }

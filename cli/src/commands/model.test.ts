@@ -95,3 +95,29 @@ test("model commands: a bad model directory or bad --tokens fail with one clear 
   assert.equal(both.code, 1);
   assert.match(both.stderr, /exactly one of --prompt and --tokens/);
 });
+
+test("model generate --drafter: each drafter gives the plain output and says how many tokens a pass gave", async () => {
+  const ref = byName("py-def");
+  const base = ["model", "generate", "--model", MODEL, "--prompt", ref.text!, "--max-tokens", "24"];
+  const run = async (extra: string[]) => {
+    const r = await runCli([...base, ...extra, "--backend", "cpu", "--json"]);
+    assert.equal(r.code, 0, r.stderr);
+    return JSON.parse(r.stdout);
+  };
+  const plain = await run([]);
+  assert.equal(plain.drafter, "none");
+  assert.equal(plain.accepted_per_pass, 1);
+  const draftDir = fileURLToPath(new URL("../../../models/tiny-code-draft", import.meta.url));
+  for (const extra of [
+    ["--drafter", "suffix"],
+    ["--drafter", "draft-model", "--draft-model", draftDir],
+  ]) {
+    const out = await run(extra);
+    assert.deepEqual(out.output_ids, plain.output_ids, extra.join(" "));
+    assert.ok(out.target_passes > 0 && out.target_passes <= out.output_ids.length);
+    assert.ok(Math.abs(out.accepted_per_pass - out.output_ids.length / out.target_passes) < 1e-9);
+  }
+  const eagle = await runCli([...base, "--drafter", "eagle", "--json"]);
+  assert.equal(eagle.code, 1);
+  assert.match(eagle.stderr, /--speculator FILE/);
+});

@@ -1,5 +1,6 @@
 // `specloop model ...`: run a model in this process (no services): generate and logits.
 import { BACKEND_CHOICES, type BackendChoice } from "@specloop/engine";
+import { DRAFTER_KINDS } from "@specloop/speculation";
 import { type Command, InvalidArgumentError, Option } from "commander";
 import type { Io } from "../io.js";
 import { parseTokenList } from "./model-common.js";
@@ -40,7 +41,9 @@ export function addModelCommands(program: Command, io: Io): void {
 
   model
     .command("generate")
-    .description("generate from a prompt (no speculation); prints the output and decode tokens per second")
+    .description(
+      "generate from a prompt, plain or with speculative decoding (same output); prints it and decode tokens/s",
+    )
     .requiredOption("--model <dir>", "model directory (config.json, tokenizer.json, safetensors)")
     .option("--prompt <text>", "prompt text (bos is prepended)")
     .addOption(new Option("--tokens <ids>", "prompt token ids, comma-separated").argParser(parseTokenList))
@@ -56,6 +59,18 @@ export function addModelCommands(program: Command, io: Io): void {
       new Option("--seed <n>", "sampling seed (random and reported when absent)").argParser(nonNegativeInt),
     )
     .addOption(backendOption())
+    .addOption(
+      new Option("--drafter <kind>", "who proposes tokens for the model to verify (none: plain decoding)")
+        .choices(DRAFTER_KINDS)
+        .default("none"),
+    )
+    .option("--draft-model <dir>", "the draft model for --drafter draft-model (same tokenizer)")
+    .option("--speculator <file>", "eagle-v1 safetensors weights for --drafter eagle")
+    .addOption(
+      new Option("--draft-budget <n>", "tokens drafted per target pass at most")
+        .argParser(positiveInt)
+        .default(6),
+    )
     .option("--json", "print the answer as JSON")
     .action(async (opts: ModelGenerateOptions & { json?: boolean }) => {
       try {
@@ -65,7 +80,8 @@ export function addModelCommands(program: Command, io: Io): void {
           io.out(r.text);
           io.out(
             `[${r.output_ids.length} tokens, ${r.finish_reason}; decode ${r.decode_tokens_per_second.toFixed(1)} ` +
-              `tokens/s on ${r.backend_used}${r.backend_used === r.backend_requested ? "" : ` (asked: ${r.backend_requested})`}]`,
+              `tokens/s on ${r.backend_used}${r.backend_used === r.backend_requested ? "" : ` (asked: ${r.backend_requested})`}` +
+              `${r.drafter === "none" ? "" : `; ${r.drafter}: ${r.accepted_per_pass.toFixed(2)} tokens per target pass`}]`,
           );
         }
       } catch (err) {

@@ -1,2 +1,3 @@
 export { type InferenceConfig, inferenceConfigSchema } from "./config.js";
-export { inferenceServer, type NodeIdentity, nodeStatus } from "./server.js";
+export { InferenceNode, type NodeIdentity, SERVICE_VERSION } from "./node.js";
+export { inferenceServer } from "./server.js";

@@ -1,30 +1,21 @@
 #!/usr/bin/env node
 // The inference node's process: `node services/inference/dist/main.js` (npm start runs it).
-import { basename, resolve } from "node:path";
 import { connectBus, provisionBus } from "@specloop/bus";
 import { InferenceService, SERVICE_NAMES } from "@specloop/proto";
 import { runService } from "@specloop/runtime";
 import { type InferenceConfig, inferenceConfigSchema } from "./config.js";
 import { startHeartbeat } from "./heartbeat.js";
-import { inferenceServer, nodeStatus } from "./server.js";
+import { InferenceNode } from "./node.js";
+import { inferenceServer } from "./server.js";
 
 await runService<InferenceConfig>({
   name: "inference",
   configSchema: inferenceConfigSchema,
-  start: async ({ config, logger }) => {
-    const node = {
-      nodeId: config.node.id,
-      modelId: basename(resolve(config.node.modelDir)),
-      startedAt: Date.now(),
-    };
+  start: async ({ config, logger, registry }) => {
     const bus = await connectBus(config.bus, logger);
     await provisionBus(bus, config.bus, logger);
-    const heartbeat = await startHeartbeat(
-      bus,
-      () => nodeStatus(node),
-      config.node.heartbeatIntervalMs,
-      logger,
-    );
+    const node = await InferenceNode.open({ config, logger, registry, bus });
+    const heartbeat = await startHeartbeat(bus, () => node.status(), config.node.heartbeatIntervalMs, logger);
     return {
       services: [
         {
@@ -35,6 +26,7 @@ await runService<InferenceConfig>({
       ],
       onShutdown: async () => {
         await heartbeat.stop();
+        await node.close();
         await bus.close();
       },
     };

@@ -66,6 +66,7 @@ export {
   type PublishResult,
   publishTrace,
   publishVerdict,
+  type VerdictPublishOptions,
   validateTrace,
   verdictId,
 } from "./traces.js";

@@ -1,6 +1,8 @@
 // The trace codec on the bus: validate, encode (protobuf binary) and publish a Trace to its model's
 // subject with Nats-Msg-Id = trace_id, so a re-published trace is dropped by the stream's duplicate
-// window; and the decoder consumers use, which refuses what is not a usable trace.
+// window; and the decoder consumers use, which refuses what is not a usable trace. Pairwise verdicts the
+// same way, under a hashed id (verdictId).
+import { createHash } from "node:crypto";
 import { PairwiseVerdict, Trace } from "@specloop/proto";
 import type { JetStreamClient } from "nats";
 import { DEFAULT_TRACE_MAX_MESSAGE_BYTES } from "./config.js";
@@ -77,22 +79,42 @@ export function decodeVerdict(data: Uint8Array): PairwiseVerdict {
   return verdict;
 }
 
-/** The verdict's de-duplication id: one verdict per (tournament, pair). */
-export function verdictId(verdict: PairwiseVerdict): string {
-  return `${verdict.tournamentId}:${verdict.candidateA}:${verdict.candidateB}`;
+export interface VerdictPublishOptions extends PublishOptions {
+  /**
+   * The comparison's index in its tournament. Part of the id when given, so two comparisons of equal
+   * texts (N samples often repeat an answer) stay two verdicts; without it the id is one per
+   * (tournament, ordered pair of texts).
+   */
+  index?: number;
+}
+
+/**
+ * The verdict's de-duplication id (its Nats-Msg-Id): the sha256 hex of the tournament id, the comparison
+ * index (empty when not given) and both candidate texts. A hash, not the texts themselves: NATS refuses a
+ * header holding a newline, and answers are multi-line; a hash is also short whatever the answers' length.
+ * Each field is length-prefixed so that no two different field lists hash the same bytes.
+ */
+export function verdictId(verdict: PairwiseVerdict, index?: number): string {
+  const hash = createHash("sha256");
+  const fields = [verdict.tournamentId, index === undefined ? "" : String(index), verdict.candidateA];
+  for (const field of [...fields, verdict.candidateB]) {
+    const bytes = Buffer.from(field, "utf8");
+    hash.update(`${bytes.length}:`).update(bytes);
+  }
+  return hash.digest("hex");
 }
 
 export async function publishVerdict(
   js: JetStreamClient,
   verdict: PairwiseVerdict,
-  options: PublishOptions = {},
+  options: VerdictPublishOptions = {},
 ): Promise<PublishResult> {
   validateVerdict(verdict);
   const data = PairwiseVerdict.encode(verdict).finish();
   const limit = options.maxMessageBytes ?? DEFAULT_TRACE_MAX_MESSAGE_BYTES;
   if (data.length > limit) throw new MessageTooLargeError("verdict", data.length, limit);
   const ack = await js.publish(verdictSubject(verdict.modelId), data, {
-    msgID: verdictId(verdict),
+    msgID: verdictId(verdict, options.index),
     ...(options.timeoutMs !== undefined ? { timeout: options.timeoutMs } : {}),
   });
   return { seq: ack.seq, duplicate: ack.duplicate };

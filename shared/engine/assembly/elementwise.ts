@@ -1,6 +1,9 @@
 // The cpu backend's elementwise and per-row ops: RMSNorm (whole row or per head), RoPE, silu(gate) * up,
 // add. They run on the main thread alone (a few thousand values per token: a hand-off to a worker costs
-// more than the op). f32x4 where the op is arithmetic; exp and the norm's scale in f64 like the reference.
+// more than the op). f32x4 where the op is arithmetic (silu's exp too); the norm's scale in f64 like the
+// reference.
+
+import { expNeg } from "./topk";
 
 /** out = x / sqrt(mean(x^2) + eps) * w over each group of `groupSize` values; total = rows * cols. */
 export function rmsNorm(x: usize, w: usize, out: usize, total: i32, groupSize: i32, eps: f64): void {
@@ -62,14 +65,35 @@ export function rope(x: usize, out: usize, cs: usize, rows: i32, cols: i32, head
   }
 }
 
-/** out = silu(gate) * up = gate / (1 + e^-gate) * up, in f64 like the reference, rounded once. */
-export function siluMul(gate: usize, up: usize, out: usize, len: i32): void {
-  for (let i = 0; i < len; i++) {
-    const o = <usize>i << 2;
-    const g = <f64>load<f32>(gate + o);
-    const e = Math.exp(-g);
-    store<f32>(out + o, <f32>((g / (1.0 + e)) * <f64>load<f32>(up + o)));
+// exp of f32x4 lanes anywhere in [-87.3, 88]: topk.ts's expNeg, clamped above too (silu needs e^-g for g of
+// either sign, and past the clamp g / (1 + e^-g) is g or about 0 either way).
+// @ts-ignore: decorator
+@inline function expV(x: v128): v128 {
+  return expNeg(f32x4.pmin(x, f32x4.splat(88.0)));
+}
+
+/**
+ * out = silu(gate) * up = gate / (1 + e^-gate) * up over `len` values from byte offset o of each (out may be
+ * up): f32x4 with the exp above (about 1 ulp), the last len % 4 in f64 like the reference.
+ */
+export function siluMulRow(gate: usize, up: usize, out: usize, o: usize, len: i32): void {
+  const end = <usize>(len & ~3) << 2;
+  const one = f32x4.splat(1);
+  let i: usize = 0;
+  for (; i < end; i += 16) {
+    const g = v128.load(gate + o + i);
+    const s = f32x4.div(g, f32x4.add(one, expV(f32x4.neg(g))));
+    v128.store(out + o + i, f32x4.mul(s, v128.load(up + o + i)));
   }
+  for (; i < <usize>len << 2; i += 4) {
+    const g = <f64>load<f32>(gate + o + i);
+    store<f32>(out + o + i, <f32>((g / (1.0 + Math.exp(-g))) * <f64>load<f32>(up + o + i)));
+  }
+}
+
+/** out = silu(gate) * up, elementwise over len values. */
+export function siluMul(gate: usize, up: usize, out: usize, len: i32): void {
+  siluMulRow(gate, up, out, 0, len);
 }
 
 /** out = a + b. */

@@ -96,6 +96,27 @@ export interface QkvActivations {
   v: Activation;
 }
 
+/** An RMSNorm applied to an op's input first: rmsNorm(x, weight, eps) over whole rows. */
+export interface RmsNormSpec {
+  weight: Weight;
+  eps: number;
+}
+
+/** Qwen3's per-head RMSNorm of q and k before RoPE: the weights [headDim] and epsilon. */
+export interface QkNormSpec {
+  q: Weight;
+  k: Weight;
+  eps: number;
+}
+
+/** topKRows' answer for n rows: ids and values [n, k] row-major, logSumExp [n]. */
+export interface TopKRows {
+  k: number;
+  ids: Int32Array;
+  values: Float32Array;
+  logSumExp: Float32Array;
+}
+
 export interface Backend {
   readonly kind: BackendKind;
 
@@ -153,10 +174,47 @@ export interface Backend {
   /** rope(rmsNorm(x, weight, eps, headDim), batch, rope): Qwen3's per-head q/k norm, then RoPE. */
   rmsNormRope?(x: Activation, weight: Weight, eps: number, batch: PreparedBatch, rope: RopeSpec): Activation;
 
+  /** qkvProject(rmsNorm(x, norm.weight, norm.eps), ...): the layer's input norm with the projections. */
+  rmsNormQkvProject?(
+    x: Activation,
+    norm: RmsNormSpec,
+    q: Weight,
+    k: Weight,
+    v: Weight,
+    biases?: QkvBiases,
+  ): QkvActivations;
+  /** gateUpSilu(rmsNorm(x, norm.weight, norm.eps), gate, up): the post-attention norm with the MLP's input. */
+  rmsNormGateUpSilu?(x: Activation, norm: RmsNormSpec, gate: Weight, up: Weight): Activation;
+  /** matmul(rmsNorm(x, norm.weight, norm.eps), weight): the final norm with the LM head. */
+  rmsNormMatmul?(x: Activation, norm: RmsNormSpec, weight: Weight): Activation;
+  /**
+   * Attention with its inputs prepared, from the raw projections: q' = rope(n(q)) and k' = rope(n(k)) where
+   * n is rmsNorm(., qkNorm.q / qkNorm.k, qkNorm.eps, headDim) when qkNorm is given (Qwen3) and the identity
+   * otherwise; then writeKv(kv, layer, k', v, batch) and attention(q', kv, layer, batch, numHeads, scale).
+   */
+  ropeAttention?(
+    q: Activation,
+    k: Activation,
+    v: Activation,
+    kv: KvStorage,
+    layer: number,
+    batch: PreparedBatch,
+    rope: RopeSpec,
+    numHeads: number,
+    scale: number,
+    qkNorm?: QkNormSpec,
+  ): Activation;
+
   /** Reads x back to the host as f32, row-major. */
   readRows(x: Activation): Promise<Float32Array>;
   /** Index of the largest value of each row (lowest index on ties). */
   argmaxRows(x: Activation): Promise<Int32Array>;
+  /**
+   * Softmax + top-k without reading whole rows back: per row, the k largest values with their column
+   * ids, largest first (lowest id on ties), and the row's log-sum-exp, so value - logSumExp is the
+   * log-probability. Optional: callers fall back to readRows. Traces and Score's top_logprobs use it.
+   */
+  topKRows?(x: Activation, k: number): Promise<TopKRows>;
 
   /** Frees an activation's memory early (optional for garbage-collected backends). */
   release(x: Activation): void;

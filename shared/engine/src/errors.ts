@@ -1,5 +1,7 @@
-// The engine's failures, each a SpecloopError of one ErrorKind (see @specloop/runtime's errors.ts).
-import { ErrorKind, SpecloopError } from "@specloop/runtime";
+// The engine's failures, each a SpecloopError of one ErrorKind (see @specloop/runtime's errors.ts). The
+// engine imports that module alone: the runtime's index loads gRPC, pino and protobufjs (34 MiB resident),
+// which a process that only runs the engine does not need.
+import { ErrorKind, SpecloopError } from "@specloop/runtime/errors";
 
 /** Where a machine without a usable WebGPU adapter should look first. */
 export const WEBGPU_SETUP_HINT =
@@ -82,5 +84,18 @@ export class WebGpuKernelError extends SpecloopError {
     super(ErrorKind.Internal, `WebGPU on ${adapter}: ${message}`, options);
     this.name = "WebGpuKernelError";
     this.adapter = adapter;
+  }
+}
+
+/**
+ * A speculator blob (safetensors + manifest) does not fit the target or is malformed; `what` names the
+ * metadata key, tensor, or check that failed (a node refuses to swap it in).
+ */
+export class SpeculatorBlobError extends SpecloopError {
+  readonly what: string;
+  constructor(what: string, message: string, options?: ErrorOptions) {
+    super(ErrorKind.InvalidArgument, `speculator blob: ${what}: ${message}`, options);
+    this.name = "SpeculatorBlobError";
+    this.what = what;
   }
 }

@@ -8,6 +8,7 @@ export type {
   PreparedBatch,
   RopeSpec,
   SequenceLayout,
+  TopKRows,
   Weight,
 } from "./backend.js";
 export {
@@ -34,8 +35,36 @@ export {
   type WebGpuOptions,
 } from "./backends/webgpu/device.js";
 export {
+  checkFitsTarget,
+  EAGLE_ARCHITECTURE,
+  EAGLE_KEYS,
+  EAGLE_TENSORS,
+  type EagleConfig,
+  type EagleConfigOptions,
+  eagleConfigFor,
+  eagleMetadata,
+  expectedEagleTensors,
+  parseEagleConfig,
+} from "./eagle/config.js";
+export {
+  canTakeHostRows,
+  type EagleForwardOutput,
+  EagleHead,
+  type EagleHeadOptions,
+  type EagleInput,
+  type HostRowsBackend,
+} from "./eagle/head.js";
+export { type RandomEagleOptions, randomEagleTensors, randomEagleWeights } from "./eagle/random.js";
+export {
+  type SpeculatorManifestFacts,
+  sha256Hex,
+  type ValidatedSpeculator,
+  validateSpeculatorBlob,
+} from "./eagle/validate.js";
+export {
   KvCacheFullError,
   ModelFileError,
+  SpeculatorBlobError,
   UnsupportedModelError,
   WEBGPU_SETUP_HINT,
   WebGpuDeviceError,
@@ -68,6 +97,7 @@ export {
   type LoadModelOptions,
   loadModelDir,
 } from "./loader/hf-model.js";
+export { type BundledPrompt, bundledPromptTokens, loadBundledPrompts } from "./loader/prompts.js";
 export {
   encodeSafetensors,
   parseSafetensors,

@@ -6,6 +6,7 @@ import * as runtime from "./index.js";
 test("index - exports exactly the public API", () => {
   assert.deepEqual(Object.keys(runtime).sort(), [
     "CancelledError",
+    "Channel",
     "ConfigError",
     "DEFAULT_ENV_PREFIX",
     "DEFAULT_GRPC_PORT",

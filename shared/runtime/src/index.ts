@@ -1,5 +1,6 @@
 // @specloop/runtime: what every service needs to run: config, logging, the gRPC server kit (health,
 // reflection, deadlines, graceful shutdown, error mapping), metrics and the service lifecycle.
+export { Channel } from "./channel.js";
 export { configDefaults, type LoadConfigOptions, loadConfig } from "./config.js";
 export { type ConfigLeaf, configLeaves, DEFAULT_ENV_PREFIX, envVarName } from "./config-schema.js";
 export {

@@ -25,6 +25,8 @@ import {
 } from "./conformance-support.js";
 import { createCpuBackend } from "./cpu/backend.js";
 import { ReferenceBackend } from "./reference/backend.js";
+import { topKRows as topKOf } from "./reference/topk.js";
+import { RefActivation } from "./reference/types.js";
 import { createWebGpuBackend } from "./webgpu/backend.js";
 import { createWebGpuDevice } from "./webgpu/device.js";
 
@@ -35,11 +37,17 @@ interface BackendRow {
 
 /** The backends checked against `reference`. */
 const BACKENDS: BackendRow[] = [
-  // 3 threads on any machine and every product split, so uneven column shares are exercised too.
-  { name: "cpu", open: () => createCpuBackend({ threads: 3, minSplitWork: 0 }) },
+  // 3 threads on any machine and every product and top-k split, so uneven column shares are exercised too.
+  { name: "cpu", open: () => createCpuBackend({ threads: 3, minSplitWork: 0, minTopKSplit: 0 }) },
   {
     name: "webgpu",
     open: async () => createWebGpuBackend(await createWebGpuDevice({ label: "conformance" })),
+  },
+  // The kernels an adapter without subgroup operations gets (workgroup-memory reductions).
+  {
+    name: "webgpu-nosubgroups",
+    open: async () =>
+      createWebGpuBackend(await createWebGpuDevice({ label: "conformance" }), { subgroups: false }),
   },
 ];
 
@@ -171,6 +179,84 @@ for (const [i, [n, k, m, bias]] of (
         at += p.length;
       }
       return all;
+    },
+  });
+}
+
+// The optional RMSNorm-fused products: on the matrix-vector path with k a multiple of 8 (16-byte x loads)
+// and not (a partial chunk), at n = 16 and past it (n = 17: the backend's own fallback).
+for (const [i, [n, k, m]] of (
+  [
+    [1, 1024, 64],
+    [3, 513, 33],
+    [16, 96, 40],
+    [17, 64, 33],
+  ] as const
+).entries()) {
+  const dtype = DTYPES[i % 3] as DType;
+  const normOf = (b: TestBackend, rng: Rng) => ({
+    weight: b.loadWeight("norm", randomWeight(rng, [k], DTYPES[(i + 1) % 3] as DType, 0.5, 1.5)),
+    eps: 1e-6,
+  });
+  cases.push({
+    op: "rmsNormMatmul",
+    name: `${dtype} rmsNorm([${n}, ${k}]) x [${m}, ${k}]^T`,
+    maxNmse: F32_NMSE,
+    run: async (b, rng) => {
+      const norm = normOf(b, rng);
+      const w = b.loadWeight("w", randomWeight(rng, [m, k], dtype));
+      const x = input(b, rng, n, k, 3);
+      const y = b.rmsNormMatmul
+        ? b.rmsNormMatmul(x, norm, w)
+        : b.matmul(b.rmsNorm(x, norm.weight, norm.eps), w);
+      return b.readRows(y);
+    },
+  });
+  cases.push({
+    op: "rmsNormGateUpSilu",
+    name: `${dtype} rmsNorm([${n}, ${k}]) x 2 x [${m}, ${k}]^T`,
+    maxNmse: F32_NMSE,
+    run: async (b, rng) => {
+      const norm = normOf(b, rng);
+      const g = b.loadWeight("gate", randomWeight(rng, [m, k], dtype));
+      const u = b.loadWeight("up", randomWeight(rng, [m, k], dtype));
+      const x = input(b, rng, n, k, 3);
+      let y: Activation;
+      if (b.rmsNormGateUpSilu) y = b.rmsNormGateUpSilu(x, norm, g, u);
+      else {
+        const xn = b.rmsNorm(x, norm.weight, norm.eps);
+        y = b.siluMul(b.matmul(xn, g), b.matmul(xn, u));
+      }
+      return b.readRows(y);
+    },
+  });
+  // With biases (Qwen2) on every other shape.
+  const bias = i % 2 === 1;
+  cases.push({
+    op: "rmsNormQkvProject",
+    name: `${dtype} rmsNorm([${n}, ${k}]) x [${m} + ${m >> 1} + ${m >> 1}, ${k}]^T${bias ? " + biases" : ""}`,
+    maxNmse: F32_NMSE,
+    run: async (b, rng) => {
+      const norm = normOf(b, rng);
+      const [wq, wk, wv] = [m, m >> 1, m >> 1].map((rows, j) =>
+        b.loadWeight(`w${j}`, randomWeight(rng, [rows, k], dtype)),
+      ) as [Weight, Weight, Weight];
+      const biases = bias
+        ? {
+            q: b.loadWeight("bq", randomWeight(rng, [m], dtype)),
+            k: b.loadWeight("bk", randomWeight(rng, [m >> 1], dtype)),
+            v: b.loadWeight("bv", randomWeight(rng, [m >> 1], dtype)),
+          }
+        : {};
+      const x = input(b, rng, n, k, 3);
+      let out: { q: Activation; k: Activation; v: Activation };
+      if (b.rmsNormQkvProject) out = b.rmsNormQkvProject(x, norm, wq, wk, wv, biases);
+      else {
+        const xn = b.rmsNorm(x, norm.weight, norm.eps);
+        out = { q: b.matmul(xn, wq, biases.q), k: b.matmul(xn, wk, biases.k), v: b.matmul(xn, wv, biases.v) };
+      }
+      const parts = [await b.readRows(out.q), await b.readRows(out.k), await b.readRows(out.v)];
+      return Float32Array.from(parts.flatMap((p) => Array.from(p)));
     },
   });
 }
@@ -309,6 +395,28 @@ for (const [rows, cols] of [
 }
 cases.push({
   op: "argmax",
+  name: "[2, 9000] ties in different slices of a row: the lowest index wins",
+  maxNmse: 0,
+  run: async (b) => {
+    const values = new Float32Array(18000);
+    for (const at of [4500, 3, 8999, 9000 + 8998, 9000 + 4500]) values[at] = 1;
+    return b.argmaxRows(b.fromHost(2, 9000, values));
+  },
+});
+cases.push({
+  op: "argmax",
+  name: "[3, 10000] tie-free, the maximum past the first slice",
+  maxNmse: 0,
+  run: async (b, rng) => {
+    const values = uniform(rng, 30000, -1, 1);
+    values[7777] = 2;
+    values[10000 + 9999] = 2;
+    values[20000 + 4096] = 2;
+    return b.argmaxRows(b.fromHost(3, 10000, values));
+  },
+});
+cases.push({
+  op: "argmax",
   name: "[2, 600] ties: the lowest index wins",
   maxNmse: 0,
   run: async (b) => {
@@ -317,6 +425,79 @@ cases.push({
     return b.argmaxRows(b.fromHost(2, 600, values));
   },
 });
+
+/** Each row a shuffled ramp over [-10, 10): logit-like, every value distinct, the largest anywhere. */
+function shuffledRamps(rng: Rng, rows: number, cols: number): Float32Array {
+  const values = new Float32Array(rows * cols);
+  for (let r = 0; r < rows; r++) {
+    const row = Array.from({ length: cols }, (_, c) => 20 * (c / cols - 0.5));
+    for (let c = cols - 1; c > 0; c--) {
+      const j = Math.floor(rng.next() * (c + 1));
+      [row[c], row[j]] = [row[j] as number, row[c] as number];
+    }
+    values.set(row, r * cols);
+  }
+  return values;
+}
+
+/** topKRows where the backend has it, else what its callers do: read the rows back and take them on the host. */
+async function topK(b: TestBackend, x: Activation, k: number) {
+  if (b.topKRows) return b.topKRows(x, k);
+  const data = await b.readRows(x);
+  return topKOf(new RefActivation(x.rows, x.cols, data), k);
+}
+
+/** The log-sum-exp's bound: f32 exp summed in f64 against f64 throughout, both rounded to f32 (~1e-7 relative). */
+const LSE_NMSE = 1e-12;
+
+// Softmax + top-k: odd widths, a single column, k = 1, 8, 20 and k = cols, and Qwen's vocabulary (151936);
+// the cpu row splits every call's columns over its 3 threads (minTopKSplit 0), so records of uneven and empty
+// shares are merged. Ids and values must be exact (values as the row holds them, ids as floats after them);
+// the log-sum-exp within LSE_NMSE.
+for (const [rows, cols, k] of [
+  [1, 1, 1],
+  [1, 513, 1],
+  [3, 513, 8],
+  [2, 513, 20],
+  [5, 37, 37],
+  [4, 8193, 20],
+  [1, 151936, 8],
+] as const) {
+  cases.push({
+    op: "topKRows",
+    name: `[${rows}, ${cols}] k = ${k} tie-free: ids and values`,
+    maxNmse: 0,
+    run: async (b, rng) => {
+      const t = await topK(b, b.fromHost(rows, cols, shuffledRamps(rng, rows, cols)), k);
+      assert.equal(t.k, k);
+      return Float32Array.from([...t.values, ...t.ids]);
+    },
+  });
+  cases.push({
+    op: "topKRows",
+    name: `[${rows}, ${cols}] k = ${k}: logSumExp`,
+    maxNmse: LSE_NMSE,
+    run: async (b, rng) =>
+      (await topK(b, b.fromHost(rows, cols, shuffledRamps(rng, rows, cols)), k)).logSumExp,
+  });
+}
+for (const [rows, cols, k, ones] of [
+  [2, 600, 6, [3, 300, 599, 600 + 257, 600 + 511]],
+  [2, 9000, 6, [4500, 3, 8999, 9000 + 4500, 9000 + 8998]],
+] as const) {
+  cases.push({
+    op: "topKRows",
+    name: `[${rows}, ${cols}] k = ${k} ties: the lowest id first`,
+    maxNmse: 0,
+    run: async (b) => {
+      // Ones among zeros: the ones by id, then the lowest-id zeros; past the split, ties span shares.
+      const values = new Float32Array(rows * cols);
+      for (const at of ones) values[at] = 1;
+      const t = await topK(b, b.fromHost(rows, cols, values), k);
+      return Float32Array.from([...t.values, ...t.ids, ...t.logSumExp]);
+    },
+  });
+}
 
 interface AttentionSpec {
   seqs: SeqSpec[];
@@ -417,6 +598,30 @@ const ATTENTION: [string, AttentionSpec][] = [
     },
   ],
   [
+    // Head dims off the cpu kernel's 32-dimension chunks: 80 = 2 x 32 + 4 x 4, 18 = 4 x 4 + 2.
+    "2 chains (cached 9/30, new 3/1), GQA 2, head dim 80",
+    {
+      seqs: [
+        { cached: 9, newTokens: 3 },
+        { cached: 30, newTokens: 1 },
+      ],
+      heads: 4,
+      kvHeads: 2,
+      headDim: 80,
+      blockSize: 8,
+    },
+  ],
+  [
+    "a chain (cached 13, new 2), GQA 1, head dim 18",
+    {
+      seqs: [{ cached: 13, newTokens: 2 }],
+      heads: 3,
+      kvHeads: 3,
+      headDim: 18,
+      blockSize: 4,
+    },
+  ],
+  [
     "tree of 5, keep branch 0-2-4 (copyKv), then one token",
     {
       seqs: [{ cached: 6, newTokens: 5, parents: [-1, 0, 0, 1, 2] }],
@@ -434,6 +639,136 @@ for (const [name, spec] of ATTENTION) {
     name,
     maxNmse: F32_NMSE,
     run: (b, rng) => attentionCase(b, rng, spec),
+  });
+}
+
+interface RopeAttentionSpec {
+  /** Decode cases: each sequence two steps of one new token (newTokens 2 here), the second reading the first's K/V. */
+  seqs: SeqSpec[];
+  decode: boolean;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  qkNorm: DType | null;
+}
+
+/** Step `step` of a decode over `layout`'s sequences: each one token, at cachedTokens + step. */
+function decodeStep(layout: BatchLayout, blockSize: number, step: number): BatchLayout {
+  const sequences = layout.sequences.map((s, i) => ({
+    rowStart: i,
+    newTokens: 1,
+    cachedTokens: s.cachedTokens + step,
+    blockTable: s.blockTable,
+  }));
+  const slotOf = (s: (typeof sequences)[number]) =>
+    (s.blockTable[Math.floor(s.cachedTokens / blockSize)] as number) * blockSize +
+    (s.cachedTokens % blockSize);
+  return {
+    sequences,
+    rows: sequences.length,
+    positions: Int32Array.from(sequences, (s) => s.cachedTokens),
+    slots: Int32Array.from(sequences, slotOf),
+  };
+}
+
+async function ropeAttentionCase(b: TestBackend, rng: Rng, s: RopeAttentionSpec): Promise<Float32Array> {
+  const blockSize = 4;
+  const numBlocks = 40;
+  const layout = makeLayout(rng, s.seqs, blockSize, numBlocks);
+  const width = s.kvHeads * s.headDim;
+  const kv = b.createKvStorage({
+    numLayers: 2,
+    numBlocks,
+    blockSize,
+    numKvHeads: s.kvHeads,
+    headDim: s.headDim,
+  });
+  const layer = 1;
+  const scale = 1 / Math.sqrt(s.headDim);
+  const rope = { headDim: s.headDim, theta: 1e6, invFreq: defaultInvFreq(s.headDim, 1e6) };
+  const qkNorm = s.qkNorm
+    ? {
+        q: b.loadWeight("qn", randomWeight(rng, [s.headDim], s.qkNorm, 0.5, 1.5)),
+        k: b.loadWeight("kn", randomWeight(rng, [s.headDim], s.qkNorm, 0.5, 1.5)),
+        eps: 1e-6,
+      }
+    : undefined;
+  const pre = prefillLayout(layout, blockSize);
+  if (pre.rows > 0) {
+    const pb = b.prepareBatch(pre, blockSize);
+    b.writeKv(kv, layer, input(b, rng, pre.rows, width, 2), input(b, rng, pre.rows, width), pb);
+  }
+  const run = async (l: BatchLayout) => {
+    const batch = b.prepareBatch(l, blockSize);
+    const q = input(b, rng, l.rows, s.heads * s.headDim, 2);
+    const k = input(b, rng, l.rows, width, 2);
+    const v = input(b, rng, l.rows, width);
+    if (b.ropeAttention) {
+      return b.readRows(b.ropeAttention(q, k, v, kv, layer, batch, rope, s.heads, scale, qkNorm));
+    }
+    const prep = (x: Activation, w: Weight | undefined) =>
+      b.rope(w && qkNorm ? b.rmsNorm(x, w, qkNorm.eps, s.headDim) : x, batch, rope);
+    b.writeKv(kv, layer, prep(k, qkNorm?.k), v, batch);
+    return b.readRows(b.attention(prep(q, qkNorm?.q), kv, layer, batch, s.heads, scale));
+  };
+  if (!s.decode) return run(layout);
+  const first = await run(decodeStep(layout, blockSize, 0));
+  const second = await run(decodeStep(layout, blockSize, 1));
+  return Float32Array.from([...first, ...second]);
+}
+
+const ROPE_ATTENTION: [string, RopeAttentionSpec][] = [
+  [
+    "decode, 2 steps of 3 sequences (cached 5/0/17), GQA 2, head dim 128, bf16 q/k norm",
+    {
+      seqs: [
+        { cached: 5, newTokens: 2 },
+        { cached: 0, newTokens: 2 },
+        { cached: 17, newTokens: 2 },
+      ],
+      decode: true,
+      heads: 4,
+      kvHeads: 2,
+      headDim: 128,
+      qkNorm: "bf16",
+    },
+  ],
+  [
+    "decode, 2 steps of 2 sequences (cached 70/3), GQA 1, head dim 64, no q/k norm",
+    {
+      seqs: [
+        { cached: 70, newTokens: 2 },
+        { cached: 3, newTokens: 2 },
+      ],
+      decode: true,
+      heads: 3,
+      kvHeads: 3,
+      headDim: 64,
+      qkNorm: null,
+    },
+  ],
+  [
+    "chains and a tree in one pass, GQA 3, head dim 64, f32 q/k norm",
+    {
+      seqs: [
+        { cached: 9, newTokens: 5, parents: [-1, 0, 0, 1, 2] },
+        { cached: 0, newTokens: 4 },
+        { cached: 2, newTokens: 1 },
+      ],
+      decode: false,
+      heads: 3,
+      kvHeads: 1,
+      headDim: 64,
+      qkNorm: "f32",
+    },
+  ],
+];
+for (const [name, spec] of ROPE_ATTENTION) {
+  cases.push({
+    op: "ropeAttention",
+    name,
+    maxNmse: F32_NMSE,
+    run: (b, rng) => ropeAttentionCase(b, rng, spec),
   });
 }
 

@@ -71,6 +71,20 @@ test("kv manager: writing into a shared partial block copies it (and needs a fre
   assert.equal(kv.allocateSlots("d", 1), null, "the copy needs a block and there is none");
 });
 
+test("kv manager: fork of a prefix shares only the blocks that hold it; the child copies the partial one", () => {
+  const kv = new KvManager(be, spec(6));
+  kv.allocateSlots("p", 10);
+  kv.commit("p", 10); // blocks 0, 1, 2 (2 holds tokens 8, 9)
+  kv.fork("p", "c", 6); // tokens 0..5: block 0 and half of block 1
+  assert.equal(kv.numTokens("c"), 6);
+  assert.deepEqual(Array.from(kv.blockTable("c")), [0, 1]);
+  assert.equal(kv.refCount(1), 2);
+  // The child's next token lands in shared block 1: it gets its own copy, the parent keeps block 1.
+  assert.deepEqual(Array.from(kv.allocateSlots("c", 1) ?? []), [0, 3]);
+  assert.equal(kv.refCount(1), 1);
+  assert.throws(() => kv.fork("p", "d", 11), /cannot share 11/);
+});
+
 test("kv manager: blocksForBudget divides a byte budget by a block's K and V over all layers", () => {
   const s = { numLayers: 6, blockSize: 16, numKvHeads: 2, headDim: 64 };
   assert.equal(blockBytes(s), 2 * 6 * 16 * 2 * 64 * 4);

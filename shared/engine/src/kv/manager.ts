@@ -123,15 +123,20 @@ export class KvManager {
   }
 
   /**
-   * `child` starts with `parent`'s cached tokens, sharing every block that holds them (no copy). The last,
-   * partly filled block is copied only when one of them writes into it (allocateSlots).
+   * `child` starts with the first `numTokens` (default: all) of `parent`'s cached tokens, sharing every
+   * block that holds them (no copy). The last, partly filled block is copied only when one of them writes
+   * into it (allocateSlots).
    */
-  fork(parent: string, child: string): void {
+  fork(parent: string, child: string, numTokens?: number): void {
     if (this.seqs.has(child)) throw new Error(`fork: ${child} already exists`);
     const p = this.state(parent);
-    const blocks = p.blocks.slice(0, Math.ceil(p.numTokens / this.spec.blockSize));
+    const n = numTokens ?? p.numTokens;
+    if (!(Number.isInteger(n) && n >= 0 && n <= p.numTokens)) {
+      throw new RangeError(`fork: ${parent} has ${p.numTokens} cached tokens, cannot share ${n}`);
+    }
+    const blocks = p.blocks.slice(0, Math.ceil(n / this.spec.blockSize));
     for (const b of blocks) this.pool.share(b);
-    this.seqs.set(child, { blocks, numTokens: p.numTokens });
+    this.seqs.set(child, { blocks, numTokens: n });
   }
 
   /**

@@ -2,11 +2,20 @@
 //   embed -> per layer [rmsNorm, q/k/v (+bias), (qwen3: per-head q/k rmsNorm), rope, writeKv, attention,
 //   o_proj (+bias), residual add, rmsNorm, gate/up, siluMul, down, residual add] -> final norm ->
 //   the rows whose logits are wanted -> lm_head.
-// Where the backend has the optional fused ops (qkvProject, rmsNormRope, gateUpSilu, matmulAdd) they replace
-// the plain ops they stand for: q/k/v as one step, q/k norm with RoPE, gate/up/siluMul as one, each
-// projection with its residual add.
+// Where the backend has the optional fused ops (qkvProject, rmsNormRope, gateUpSilu, matmulAdd, and the
+// rmsNorm* and ropeAttention ones) they replace the plain ops they stand for: q/k/v as one step, q/k norm with
+// RoPE, gate/up/siluMul as one, each projection with its residual add, each RMSNorm with the projection that
+// reads it, and the q/k preparation + KV write with the attention.
 // The families differ only in which optional weights exist, so there is no per-family branch.
-import type { Activation, Backend, BatchLayout, KvStorage, RopeSpec, Weight } from "../backend.js";
+import type {
+  Activation,
+  Backend,
+  BatchLayout,
+  KvStorage,
+  PreparedBatch,
+  RopeSpec,
+  Weight,
+} from "../backend.js";
 import type { ModelConfig } from "./config.js";
 import type { LayerWeights, ModelWeights } from "./weights.js";
 
@@ -40,20 +49,55 @@ export interface ForwardContext {
   rope: RopeSpec;
 }
 
-/** The attention block plus its residual: residual + o_proj(attention(...)). */
+/** What one decoder layer needs of its model: the target's config, or a speculator head's (eagle/). */
+export type LayerConfig = Pick<ModelConfig, "numHeads" | "headDim" | "rmsNormEps">;
+
+export interface LayerContext {
+  backend: Backend;
+  config: LayerConfig;
+  rope: RopeSpec;
+}
+
+/** q, k, v of rmsNorm(h, w.inputNorm): one fused step where the backend has it. */
+function projectQkv(ctx: LayerContext, w: LayerWeights, h: Activation) {
+  const { backend: be, config: c } = ctx;
+  const biases = { q: w.qBias, k: w.kBias, v: w.vBias };
+  if (be.rmsNormQkvProject) {
+    return be.rmsNormQkvProject(h, { weight: w.inputNorm, eps: c.rmsNormEps }, w.q, w.k, w.v, biases);
+  }
+  const x = be.rmsNorm(h, w.inputNorm, c.rmsNormEps);
+  const out = be.qkvProject
+    ? be.qkvProject(x, w.q, w.k, w.v, biases)
+    : { q: be.matmul(x, w.q, w.qBias), k: be.matmul(x, w.k, w.kBias), v: be.matmul(x, w.v, w.vBias) };
+  be.release(x);
+  return out;
+}
+
+/** The attention block plus its residual: h + o_proj(attention(rmsNorm(h) ...)). */
 function attentionBlock(
-  ctx: ForwardContext,
+  ctx: LayerContext,
   w: LayerWeights,
   layer: number,
-  x: Activation,
-  residual: Activation,
+  h: Activation,
   kv: KvStorage,
-  batch: ReturnType<Backend["prepareBatch"]>,
+  batch: PreparedBatch,
 ): Activation {
   const { backend: be, config: c } = ctx;
-  let { q, k, v } = be.qkvProject
-    ? be.qkvProject(x, w.q, w.k, w.v, { q: w.qBias, k: w.kBias, v: w.vBias })
-    : { q: be.matmul(x, w.q, w.qBias), k: be.matmul(x, w.k, w.kBias), v: be.matmul(x, w.v, w.vBias) };
+  let { q, k, v } = projectQkv(ctx, w, h);
+  const scale = 1 / Math.sqrt(c.headDim);
+  if (be.ropeAttention) {
+    const qkNorm =
+      w.qNorm !== undefined && w.kNorm !== undefined
+        ? { q: w.qNorm, k: w.kNorm, eps: c.rmsNormEps }
+        : undefined;
+    const attn = be.ropeAttention(q, k, v, kv, layer, batch, ctx.rope, c.numHeads, scale, qkNorm);
+    be.release(q);
+    be.release(k);
+    be.release(v);
+    const out = linearAdd(be, attn, w.o, h, w.oBias);
+    be.release(attn);
+    return out;
+  }
   if (w.qNorm !== undefined && w.kNorm !== undefined && be.rmsNormRope) {
     q = swap(be, q, be.rmsNormRope(q, w.qNorm, c.rmsNormEps, batch, ctx.rope));
     k = swap(be, k, be.rmsNormRope(k, w.kNorm, c.rmsNormEps, batch, ctx.rope));
@@ -68,9 +112,9 @@ function attentionBlock(
   be.writeKv(kv, layer, k, v, batch);
   be.release(k);
   be.release(v);
-  const attn = be.attention(q, kv, layer, batch, c.numHeads, 1 / Math.sqrt(c.headDim));
+  const attn = be.attention(q, kv, layer, batch, c.numHeads, scale);
   be.release(q);
-  const out = linearAdd(be, attn, w.o, residual, w.oBias);
+  const out = linearAdd(be, attn, w.o, h, w.oBias);
   be.release(attn);
   return out;
 }
@@ -84,21 +128,54 @@ function linearAdd(be: Backend, x: Activation, w: Weight, residual: Activation, 
   return out;
 }
 
-/** The MLP block plus its residual: residual + down(silu(gate(x)) * up(x)). */
-function mlpBlock(be: Backend, w: LayerWeights, x: Activation, residual: Activation): Activation {
+/** The MLP block plus its residual: h + down(silu(gate(x)) * up(x)), x = rmsNorm(h, w.postNorm). */
+function mlpBlock(ctx: LayerContext, w: LayerWeights, h: Activation): Activation {
+  const { backend: be, config: c } = ctx;
   let act: Activation;
-  if (be.gateUpSilu) {
-    act = be.gateUpSilu(x, w.gate, w.up);
+  if (be.rmsNormGateUpSilu) {
+    act = be.rmsNormGateUpSilu(h, { weight: w.postNorm, eps: c.rmsNormEps }, w.gate, w.up);
   } else {
-    const gate = be.matmul(x, w.gate);
-    const up = be.matmul(x, w.up);
-    act = be.siluMul(gate, up);
-    be.release(gate);
-    be.release(up);
+    const x = be.rmsNorm(h, w.postNorm, c.rmsNormEps);
+    if (be.gateUpSilu) {
+      act = be.gateUpSilu(x, w.gate, w.up);
+    } else {
+      const gate = be.matmul(x, w.gate);
+      const up = be.matmul(x, w.up);
+      act = be.siluMul(gate, up);
+      be.release(gate);
+      be.release(up);
+    }
+    be.release(x);
   }
-  const out = linearAdd(be, act, w.down, residual);
+  const out = linearAdd(be, act, w.down, h);
   be.release(act);
   return out;
+}
+
+/**
+ * One pre-norm decoder layer over the residual stream h: h + attn(norm(h)), then + mlp(norm(.)). Writes
+ * this layer's K and V (KV layer `layer`) and returns the new residual stream; h stays the caller's.
+ * Exported for the eagle head (eagle/head.ts), whose one layer is this same block.
+ */
+export function decoderLayer(
+  ctx: LayerContext,
+  w: LayerWeights,
+  layer: number,
+  h: Activation,
+  kv: KvStorage,
+  batch: PreparedBatch,
+): Activation {
+  const mid = attentionBlock(ctx, w, layer, h, kv, batch);
+  const out = mlpBlock(ctx, w, mid);
+  ctx.backend.release(mid);
+  return out;
+}
+
+/** Whether `rows` is 0, 1, ..., n - 1: every row in order (a decode step's last rows). */
+function isEveryRow(rows: Int32Array, n: number): boolean {
+  if (rows.length !== n) return false;
+  for (let i = 0; i < n; i++) if (rows[i] !== i) return false;
+  return true;
 }
 
 /** Releases `old` and returns `next`: for ops that replace an activation. */
@@ -128,19 +205,25 @@ export function forward(
   const hidden = new Map<number, Activation>();
   let h = be.embed(weights.embed, ids);
   weights.layers.forEach((w, layer) => {
-    const normed = be.rmsNorm(h, w.inputNorm, c.rmsNormEps);
-    const mid = attentionBlock(ctx, w, layer, normed, h, kv, batch);
-    be.release(normed);
+    const next = decoderLayer(ctx, w, layer, h, kv, batch);
     if (!wantHidden.has(layer - 1)) be.release(h);
-    const normed2 = be.rmsNorm(mid, w.postNorm, c.rmsNormEps);
-    h = mlpBlock(be, w, normed2, mid);
-    be.release(normed2);
-    be.release(mid);
+    h = next;
     if (wantHidden.has(layer)) hidden.set(layer, h);
   });
+  const logitRows = options.logitRows ?? lastRows(layout);
+  if (be.rmsNormMatmul && !options.normedHidden) {
+    // The final norm with the LM head, on the wanted rows only (a row's norm is its own), in one step.
+    let logits: Activation | undefined;
+    if (logitRows.length > 0) {
+      const rows = isEveryRow(logitRows, layout.rows) ? h : be.gatherRows(h, logitRows);
+      logits = be.rmsNormMatmul(rows, { weight: weights.norm, eps: c.rmsNormEps }, weights.lmHead);
+      if (rows !== h) be.release(rows);
+    }
+    if (!wantHidden.has(c.numLayers - 1)) be.release(h);
+    return { logits, logitRows, hidden, normed: undefined };
+  }
   const normed = be.rmsNorm(h, weights.norm, c.rmsNormEps);
   if (!wantHidden.has(c.numLayers - 1)) be.release(h);
-  const logitRows = options.logitRows ?? lastRows(layout);
   let logits: Activation | undefined;
   if (logitRows.length > 0) {
     const rows = be.gatherRows(normed, logitRows);

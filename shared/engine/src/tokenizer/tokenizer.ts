@@ -84,6 +84,16 @@ export class Tokenizer {
     }
   }
 
+  /**
+   * A prompt's ids as the checkpoint saw text in training: bos first when the model has one and the
+   * tokenizer's own post-processing did not add it.
+   */
+  encodePrompt(text: string): number[] {
+    const ids = this.encode(text);
+    const bos = this.bosTokenId;
+    return bos !== undefined && ids[0] !== bos ? [bos, ...ids] : ids;
+  }
+
   encode(text: string, options: EncodeOptions = {}): number[] {
     return [...this.#hf.encode(text, { add_special_tokens: options.addSpecialTokens ?? true }).ids];
   }

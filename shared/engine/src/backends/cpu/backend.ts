@@ -1,18 +1,13 @@
-// The `cpu` backend: the reference backend's ops, with every matrix product (the LM head included) on the
-// WebAssembly SIMD kernel (assembly/matmul.ts) split across worker threads over one shared memory.
-// Two-dimensional weights are copied once into that memory in their checkpoint dtype (bf16/f16 stay 2
-// bytes) and are never widened whole; the embedding rows a pass needs are widened on the fly. One-
-// dimensional weights (norms, biases) are small and stay f32 on the JS side for the reference ops.
+// The `cpu` backend: every op as a WebAssembly SIMD kernel (shared/engine/assembly/) over one shared memory,
+// the matrix products (the LM head included) split across worker threads. Everything a pass touches lives
+// in that memory: two-dimensional weights in their checkpoint dtype (bf16/f16 stay 2 bytes and are never
+// widened whole), norms and biases widened to f32, the paged KV cache, each batch's per-row data, and the
+// activations themselves (activation.ts), so no op copies through the JS heap; values reach the host only
+// through readRows, argmaxRows and topKRows.
 //
 // The fused ops (qkvProject, gateUpSilu, matmulAdd) each run as one pool job: one hand-off to the workers,
-// the residual add and silu * up done by the kernel on each thread's columns.
-//
-// The KV cache lives in the same memory (kv.ts) and attention runs there (assembly/attention.ts), over
-// each row's visible slots resolved once per batch.
-//
-// Activations stay reference activations (Float32Array on the JS heap): each product copies x into the
-// wasm memory and the result out. That costs n * (k + m) * 4 bytes per product against m * k * 2 bytes of
-// weights read, a few percent at decode; moving the other ops into wasm removes it.
+// the residual add and silu * up done by the kernel on each thread's columns. Attention, norms, RoPE and the
+// elementwise ops run on the main thread alone (a few thousand values a token: a hand-off costs more).
 import { availableParallelism } from "node:os";
 import type {
   Activation,
@@ -24,24 +19,45 @@ import type {
   QkvActivations,
   QkvBiases,
   RopeSpec,
+  TopKRows,
   Weight,
 } from "../../backend.js";
-import { DTYPE_BYTES, type DType, type HostTensor, numel, toFloat32 } from "../../tensor.js";
-import { ReferenceBackend } from "../reference/backend.js";
-import { act, RefActivation, batch as refBatch, weight as refWeight } from "../reference/types.js";
+import {
+  bf16ToF32,
+  DTYPE_BYTES,
+  type DType,
+  f16ToF32,
+  type HostTensor,
+  numel,
+  toFloat32,
+} from "../../tensor.js";
+import { checkTopK } from "../reference/topk.js";
+import { Activations, type CpuActivation, cpuAct } from "./activation.js";
+import { BatchUploads, CpuBatch, cpuBatch } from "./batch.js";
 import { MODE_ADD, MODE_LINEAR, MODE_SILU_MUL } from "./control.js";
-import { CpuKvStorage, type VisibleSlots, visibleSlots } from "./kv.js";
+import { CpuKvStorage } from "./kv.js";
 import { type JobSegment, MatmulPool } from "./pool.js";
 import { DTYPE_CODE, kernelModule, Scratch, sharedMemory, WasmHeap } from "./wasm.js";
 
 export interface CpuBackendOptions {
   /** Threads per product, the main thread included (default: os.availableParallelism()). */
   threads?: number;
-  /** Atomics.load polls before a waiting thread sleeps (default 20000, about 0.1 ms; 0 sleeps at once). */
+  /** Atomics.load polls before a waiting thread sleeps (default DEFAULT_SPIN, about 12 us; 0 sleeps at once). */
   spin?: number;
   /** Multiply-adds below which a product is not split (default 32768: a wake-up costs more). */
   minSplitWork?: number;
+  /** Values (rows x columns) below which topKRows runs on the main thread alone (default TOPK_SPLIT). */
+  minTopKSplit?: number;
 }
+
+/**
+ * Polls before a waiting worker sleeps. pool.ts says why 2000 (about 12 us: the gaps between a decode step's
+ * jobs) and not 20000: as fast on an idle machine, and 60% faster with another process on one of 2 cores.
+ */
+export const DEFAULT_SPIN = 2000;
+
+/** topKRows' default split point (bench/results/cpu-decode.md, "softmax + top-k", measured it). */
+export const TOPK_SPLIT = 65536;
 
 /** A 2-D weight resident in the shared wasm memory, in its checkpoint dtype. */
 export class CpuWeight implements Weight {
@@ -54,59 +70,73 @@ export class CpuWeight implements Weight {
   ) {}
 }
 
+/** A 1-D weight (a norm's scale, a bias), widened to f32 in the shared memory; dtype is the checkpoint's. */
+export class CpuVector implements Weight {
+  constructor(
+    readonly name: string,
+    readonly shape: readonly number[],
+    readonly dtype: DType,
+    /** Byte offset of shape[0] f32 values. */
+    readonly ptr: number,
+  ) {}
+}
+
 export async function createCpuBackend(options: CpuBackendOptions = {}): Promise<CpuBackend> {
   const { module, relaxed } = kernelModule();
   const memory = sharedMemory();
   const pool = await MatmulPool.create(module, memory, {
     threads: Math.max(1, Math.floor(options.threads ?? availableParallelism())),
-    spin: options.spin ?? 20000,
+    spin: options.spin ?? DEFAULT_SPIN,
     minSplitWork: options.minSplitWork ?? 32768,
   });
-  return new CpuBackend(new WasmHeap(memory), pool, relaxed);
+  return new CpuBackend(new WasmHeap(memory), pool, relaxed, options.minTopKSplit ?? TOPK_SPLIT);
 }
 
 export class CpuBackend implements Backend {
   readonly kind = "cpu" as const;
-  private readonly ref = new ReferenceBackend();
-  /** The products' scratch (x, out, bias); products run one at a time. */
-  private readonly scratch: Scratch;
-  /** The main-thread ops' scratch (attention, norms, RoPE, elementwise), apart from the products'. */
+  private readonly acts: Activations;
+  private readonly batches: BatchUploads;
+  /** A job's room for x interleaved (2-byte weights; pool.ts, Job.xv). */
+  private readonly xvScratch: Scratch;
+  /** The main-thread ops' scratch (gate's product in gateUpSilu, attention scores, top-k records, ids). */
   private readonly opScratch: Scratch;
-  /** Each batch's visible slots per row, resolved on the first layer's attention. */
-  private readonly visible = new WeakMap<PreparedBatch, VisibleSlots>();
-  /** Each batch's RoPE cos/sin table ([rows, headDim]: cos of each pair, then sin), for one RopeSpec. */
-  private readonly ropeTables = new WeakMap<PreparedBatch, { spec: RopeSpec; cs: Float32Array }>();
-  /** 1-D weights (norms) copied once into the wasm memory, for the norm kernels. */
-  private readonly vectors = new WeakMap<Weight, number>();
+  /** KV storages' blocks, given back once the storage is collected. */
+  private readonly kvBlocks: FinalizationRegistry<number>;
 
   constructor(
     private readonly heap: WasmHeap,
     private readonly pool: MatmulPool,
     /** Whether the kernel runs relaxed-SIMD fused multiply-add (else multiply then add). */
     readonly fma: boolean,
+    private readonly minTopKSplit = TOPK_SPLIT,
   ) {
-    this.scratch = new Scratch(heap);
+    this.acts = new Activations(heap);
+    this.batches = new BatchUploads(heap);
+    this.xvScratch = new Scratch(heap);
     this.opScratch = new Scratch(heap);
+    this.kvBlocks = new FinalizationRegistry((block) => heap.release(block));
   }
 
   get threads(): number {
     return this.pool.threads;
   }
 
-  /** Bytes of the shared memory in use (weights and the product scratch). */
+  /** Bytes of the shared memory in use up to its high-water mark (weights, caches, activations, scratch). */
   get wasmBytes(): number {
     return this.heap.used;
   }
 
+  /** Bytes of the shared memory allocated now. */
+  get wasmLiveBytes(): number {
+    return this.heap.liveBytes;
+  }
+
   loadWeight(name: string, tensor: HostTensor): Weight {
     if (tensor.shape.length !== 2) {
-      // Kept f32 on the JS side (biases are read from there) and also copied into the wasm memory once.
-      const w = this.ref.loadWeight(name, tensor);
-      const data = refWeight(w).data;
+      const data = toFloat32(tensor);
       const ptr = this.heap.alloc(data.length * 4);
       this.heap.f32(ptr, data.length).set(data);
-      this.vectors.set(w, ptr);
-      return w;
+      return new CpuVector(name, [...tensor.shape], tensor.dtype, ptr);
     }
     const bytes = numel(tensor.shape) * DTYPE_BYTES[tensor.dtype];
     if (tensor.data.byteLength !== bytes)
@@ -117,109 +147,119 @@ export class CpuBackend implements Backend {
   }
 
   fromHost(rows: number, cols: number, values: ArrayLike<number>): Activation {
-    return this.ref.fromHost(rows, cols, values);
+    if (values.length !== rows * cols)
+      throw new RangeError(`fromHost: ${values.length} values for [${rows}, ${cols}]`);
+    const a = this.acts.create(rows, cols);
+    this.heap.f32(a.ptr, a.length).set(values);
+    return a;
   }
 
   createKvStorage(spec: KvCacheSpec): KvStorage {
-    return new CpuKvStorage(spec, this.heap);
+    const kv = new CpuKvStorage(spec, this.heap);
+    this.kvBlocks.register(kv, kv.block);
+    return kv;
   }
 
   prepareBatch(layout: BatchLayout, kvBlockSize: number): PreparedBatch {
-    return this.ref.prepareBatch(layout, kvBlockSize);
+    if (layout.positions.length !== layout.rows || layout.slots.length !== layout.rows) {
+      throw new RangeError(
+        `prepareBatch: ${layout.rows} rows, ${layout.positions.length} positions, ${layout.slots.length} slots`,
+      );
+    }
+    return new CpuBatch(layout, kvBlockSize);
   }
 
+  /** The rows asked for, widened to f32 straight into the activation (bf16: a shift; f16: the table-free rule). */
   embed(table: Weight, ids: Int32Array): Activation {
-    if (!(table instanceof CpuWeight)) return this.ref.embed(table, ids);
-    const [rows, cols] = table.shape as [number, number];
-    const rowBytes = cols * DTYPE_BYTES[table.dtype];
-    const out = RefActivation.zeros(ids.length, cols);
+    const t = matrix(table);
+    const [rows, cols] = t.shape as [number, number];
+    const out = this.acts.create(ids.length, cols);
+    const dst = this.heap.f32(out.ptr, out.length);
+    const buffer = this.heap.memory.buffer;
     ids.forEach((id, r) => {
-      if (id < 0 || id >= rows) throw new RangeError(`embed: id ${id} outside [0, ${rows})`);
-      const data = this.heap.bytes(table.ptr + id * rowBytes, rowBytes);
-      out.data.set(toFloat32({ dtype: table.dtype, shape: [cols], data }), r * cols);
+      if (!(id >= 0 && id < rows)) throw new RangeError(`embed: id ${id} outside [0, ${rows})`);
+      if (t.dtype === "f32") {
+        dst.set(new Float32Array(buffer, t.ptr + id * cols * 4, cols), r * cols);
+        return;
+      }
+      const src = new Uint16Array(buffer, t.ptr + id * cols * 2, cols);
+      const widen = t.dtype === "bf16" ? bf16ToF32 : f16ToF32;
+      for (let c = 0; c < cols; c++) dst[r * cols + c] = widen(src[c] as number);
     });
     return out;
   }
 
   rmsNorm(x: Activation, w: Weight, eps: number, groupSize?: number): Activation {
-    const a = act(x);
+    const a = cpuAct(x);
     const group = groupSize ?? a.cols;
-    const wPtr = this.vectors.get(w);
-    if (wPtr === undefined || a.cols % group !== 0 || w.shape[0] !== group)
+    const v = vector(w);
+    if (a.cols % group !== 0 || v.shape[0] !== group)
       throw new RangeError(`rmsNorm: ${a.cols} columns, group ${group}, weight [${w.shape}]`);
-    const len = a.data.length;
-    const base = this.opScratch.at(len * 4);
-    this.heap.f32(base, len).set(a.data);
-    this.pool.kernels.rmsNorm(base, wPtr, base, len, group, eps);
-    return new RefActivation(a.rows, a.cols, this.heap.f32(base, len).slice());
+    const out = this.acts.create(a.rows, a.cols);
+    this.pool.kernels.rmsNorm(a.ptr, v.ptr, out.ptr, a.length, group, eps);
+    return out;
   }
 
   rmsNormRope(x: Activation, w: Weight, eps: number, b: PreparedBatch, spec: RopeSpec): Activation {
-    const a = act(x);
+    const a = cpuAct(x);
     const d = spec.headDim;
-    const wPtr = this.vectors.get(w);
-    if (wPtr === undefined || a.cols % d !== 0 || w.shape[0] !== d)
+    const v = vector(w);
+    if (a.cols % d !== 0 || v.shape[0] !== d)
       throw new RangeError(`rmsNormRope: ${a.cols} columns, head dim ${d}, weight [${w.shape}]`);
-    const cs = this.ropeTable(a, b, spec);
-    const len = a.data.length;
-    const base = this.opScratch.at(len * 4 + cs.length * 4);
-    const csPtr = base + len * 4;
-    this.heap.f32(base, len).set(a.data);
-    this.heap.f32(csPtr, cs.length).set(cs);
-    // In place: the norm writes x's slot, RoPE reads and rewrites it (each pair read before written).
-    this.pool.kernels.rmsNorm(base, wPtr, base, len, d, eps);
-    this.pool.kernels.rope(base, base, csPtr, a.rows, a.cols, d);
-    return new RefActivation(a.rows, a.cols, this.heap.f32(base, len).slice());
+    const cs = this.ropeTable(a, cpuBatch(b), spec);
+    const out = this.acts.create(a.rows, a.cols);
+    // The norm writes out, RoPE rewrites it in place (each pair read before written).
+    this.pool.kernels.rmsNorm(a.ptr, v.ptr, out.ptr, a.length, d, eps);
+    this.pool.kernels.rope(out.ptr, out.ptr, cs, a.rows, a.cols, d);
+    return out;
   }
 
-  /**
-   * cos and sin of position * invFreq for each row of the batch: as the reference, the angle is rounded to
-   * f32 first (transformers forms it in float32) and cos/sin taken in f64, then stored as f32.
-   */
-  private ropeTable(a: RefActivation, b: PreparedBatch, spec: RopeSpec): Float32Array {
-    const { positions } = refBatch(b).layout;
-    const d = spec.headDim;
-    const half = d / 2;
-    if (positions.length !== a.rows || spec.invFreq.length !== half)
-      throw new RangeError(`rope: x [${a.rows}, ${a.cols}], ${positions.length} positions, head dim ${d}`);
-    const cached = this.ropeTables.get(b);
-    if (cached !== undefined && cached.spec === spec) return cached.cs;
-    const cs = new Float32Array(a.rows * d);
-    for (let r = 0; r < a.rows; r++) {
-      const pos = positions[r] as number;
-      for (let i = 0; i < half; i++) {
-        const angle = Math.fround(pos * (spec.invFreq[i] as number));
-        cs[r * d + i] = Math.cos(angle);
-        cs[r * d + half + i] = Math.sin(angle);
-      }
+  rope(x: Activation, b: PreparedBatch, spec: RopeSpec): Activation {
+    const a = cpuAct(x);
+    if (a.cols % spec.headDim !== 0)
+      throw new RangeError(`rope: x [${a.rows}, ${a.cols}], head dim ${spec.headDim}`);
+    const cs = this.ropeTable(a, cpuBatch(b), spec);
+    const out = this.acts.create(a.rows, a.cols);
+    this.pool.kernels.rope(a.ptr, out.ptr, cs, a.rows, a.cols, spec.headDim);
+    return out;
+  }
+
+  private ropeTable(a: CpuActivation, b: CpuBatch, spec: RopeSpec): number {
+    if (b.layout.positions.length !== a.rows || spec.invFreq.length !== spec.headDim / 2) {
+      throw new RangeError(
+        `rope: x [${a.rows}, ${a.cols}], ${b.layout.positions.length} positions, head dim ${spec.headDim}`,
+      );
     }
-    this.ropeTables.set(b, { spec, cs });
-    return cs;
+    return this.batches.rope(b, spec);
   }
 
   matmul(x: Activation, w: Weight, bias?: Weight): Activation {
-    const [y] = this.linear(MODE_LINEAR, x, [w], [bias]);
-    return y as RefActivation;
+    return this.linear(MODE_LINEAR, x, [w], [bias])[0] as CpuActivation;
   }
 
   // The fused ops: one pool job each (one hand-off to the workers instead of one per product), with the
   // elementwise tail (residual add, silu * up) in the kernel's epilogue over each thread's own columns.
 
   matmulAdd(x: Activation, w: Weight, residual: Activation, bias?: Weight): Activation {
-    const r = act(residual);
+    const r = cpuAct(residual);
     const [m] = w.shape as [number];
     if (r.rows !== x.rows || r.cols !== m)
       throw new RangeError(`matmulAdd: residual [${r.rows}, ${r.cols}] for [${x.rows}, ${m}]`);
-    const [y] = this.linear(MODE_ADD, x, [w], [bias], r.data);
-    return y as RefActivation;
+    return this.linear(MODE_ADD, x, [w], [bias], r)[0] as CpuActivation;
   }
 
   gateUpSilu(x: Activation, gate: Weight, up: Weight): Activation {
     if (gate.dtype !== up.dtype || gate.shape[0] !== up.shape[0] || gate.shape[1] !== up.shape[1])
       throw new RangeError(`gateUpSilu: gate ${gate.dtype} [${gate.shape}], up ${up.dtype} [${up.shape}]`);
-    // Segment 1's output holds silu(gate) * up after the job; segment 0's (gate) is scratch.
-    const [, y] = this.linear(MODE_SILU_MUL, x, [gate, up], [undefined, undefined], undefined, [false, true]);
-    return y as RefActivation;
+    // Segment 1's output holds silu(gate) * up after the job; segment 0's (gate's product) is scratch.
+    return this.linear(
+      MODE_SILU_MUL,
+      x,
+      [gate, up],
+      [undefined, undefined],
+      undefined,
+      true,
+    )[1] as CpuActivation;
   }
 
   qkvProject(x: Activation, q: Weight, k: Weight, v: Weight, biases: QkvBiases = {}): QkvActivations {
@@ -232,101 +272,76 @@ export class CpuBackend implements Backend {
       };
     }
     const [qa, ka, va] = this.linear(MODE_LINEAR, x, [q, k, v], [biases.q, biases.k, biases.v]);
-    return { q: qa as RefActivation, k: ka as RefActivation, v: va as RefActivation };
+    return { q: qa as CpuActivation, k: ka as CpuActivation, v: va as CpuActivation };
   }
 
   /**
-   * One pool job over weights of one dtype sharing x: copies x (and the residual, for MODE_ADD) and the
-   * biases into the scratch, runs the job, and copies out the outputs marked in `read` (default all).
+   * One pool job over weights of one dtype sharing x, each product into a new activation (with
+   * `firstIsScratch`, the first one's output goes to scratch instead and is not returned).
    */
   private linear(
     mode: number,
     x: Activation,
     ws: readonly Weight[],
     biases: readonly (Weight | undefined)[],
-    residual?: Float32Array,
-    read?: readonly boolean[],
-  ): (RefActivation | undefined)[] {
-    const a = act(x);
+    residual?: CpuActivation,
+    firstIsScratch = false,
+  ): (CpuActivation | undefined)[] {
+    const a = cpuAct(x);
     const n = a.rows;
     const k = a.cols;
     const dtype = (ws[0] as Weight).dtype;
-    let bytes = n * k * 4 + (residual ? residual.length * 4 : 0);
-    const bs: (Float32Array | undefined)[] = [];
-    ws.forEach((w, i) => {
-      if (!(w instanceof CpuWeight)) throw new TypeError(`cpu backend: weight ${w.name} is not a matrix`);
-      const [m, wk] = w.shape as [number, number];
+    const outs: (CpuActivation | undefined)[] = [];
+    const segments: JobSegment[] = ws.map((w, i) => {
+      const t = matrix(w);
+      const [m, wk] = t.shape as [number, number];
       if (wk !== k) throw new RangeError(`matmul: x [${n}, ${k}] by weight [${w.shape}]`);
       const bias = biases[i];
-      const b = bias === undefined ? undefined : refWeight(bias).data;
-      if (b !== undefined && b.length !== m)
-        throw new RangeError(`matmul: bias of ${b.length} for ${m} outputs`);
-      bs.push(b);
-      bytes += n * m * 4 + (b ? m * 4 : 0);
-    });
-    let at = this.scratch.at(bytes);
-    const xPtr = at;
-    this.heap.f32(xPtr, n * k).set(a.data);
-    at += n * k * 4;
-    let aux = 0;
-    if (residual) {
-      aux = at;
-      this.heap.f32(aux, residual.length).set(residual);
-      at += residual.length * 4;
-    }
-    const segments: JobSegment[] = ws.map((w, i) => {
-      const m = w.shape[0] as number;
-      const b = bs[i];
-      let bias = 0;
-      if (b) {
-        bias = at;
-        this.heap.f32(bias, m).set(b);
-        at += m * 4;
+      let biasPtr = 0;
+      if (bias !== undefined) {
+        const b = vector(bias);
+        if (b.shape[0] !== m) throw new RangeError(`matmul: bias of ${b.shape[0]} for ${m} outputs`);
+        biasPtr = b.ptr;
       }
-      const out = at;
-      at += n * m * 4;
-      return { w: (w as CpuWeight).ptr, bias, out, m, aux };
+      let out: number;
+      if (i === 0 && firstIsScratch) {
+        out = this.opScratch.at(n * m * 4);
+        outs.push(undefined);
+      } else {
+        const y = this.acts.create(n, m);
+        out = y.ptr;
+        outs.push(y);
+      }
+      return { w: t.ptr, bias: biasPtr, out, m, aux: residual?.ptr ?? 0 };
     });
-    this.pool.run({ mode, x: xPtr, n, k, dtype: DTYPE_CODE[dtype], segments });
-    return segments.map((s, i) =>
-      read === undefined || read[i]
-        ? new RefActivation(n, s.m, this.heap.f32(s.out, n * s.m).slice())
-        : undefined,
-    );
+    // x interleaved for 2-byte weights (pool.ts, Job.xv).
+    const xv = dtype === "f32" ? undefined : this.xvScratch.at(n * k * 4);
+    this.pool.run({ mode, x: a.ptr, xv, n, k, dtype: DTYPE_CODE[dtype], segments });
+    return outs;
   }
 
-  rope(x: Activation, b: PreparedBatch, spec: RopeSpec): Activation {
-    const a = act(x);
-    if (a.cols % spec.headDim !== 0)
-      throw new RangeError(`rope: x [${a.rows}, ${a.cols}], head dim ${spec.headDim}`);
-    const cs = this.ropeTable(a, b, spec);
-    const len = a.data.length;
-    const base = this.opScratch.at(len * 4 + cs.length * 4);
-    const csPtr = base + len * 4;
-    this.heap.f32(base, len).set(a.data);
-    this.heap.f32(csPtr, cs.length).set(cs);
-    this.pool.kernels.rope(base, base, csPtr, a.rows, a.cols, spec.headDim);
-    return new RefActivation(a.rows, a.cols, this.heap.f32(base, len).slice());
-  }
-
+  /** Copies each row's K and V into its slot of layer `layer`, within the memory. */
   writeKv(kv: KvStorage, layer: number, k: Activation, v: Activation, b: PreparedBatch): void {
     const c = cpuKv(kv);
-    const ka = act(k);
-    const va = act(v);
+    const ka = cpuAct(k);
+    const va = cpuAct(v);
     const width = c.slotWidth;
-    const { slots } = refBatch(b).layout;
+    const { slots } = cpuBatch(b).layout;
     if (ka.cols !== width || va.cols !== width || ka.rows !== slots.length || va.rows !== slots.length) {
       throw new RangeError(
         `writeKv: k [${ka.rows}, ${ka.cols}], v [${va.rows}, ${va.cols}] for ${slots.length} slots of ${width}`,
       );
     }
-    const kc = c.view(layer, "k");
-    const vc = c.view(layer, "v");
+    const kPtr = c.k[layer];
+    const vPtr = c.v[layer];
+    if (kPtr === undefined || vPtr === undefined) throw new RangeError(`writeKv: no layer ${layer}`);
+    const mem = this.heap.bytes(0, this.heap.memory.buffer.byteLength);
+    const rowBytes = width * 4;
     slots.forEach((slot, r) => {
       if (!(slot >= 0 && slot < c.numSlots))
         throw new RangeError(`writeKv: slot ${slot} outside [0, ${c.numSlots})`);
-      kc.set(ka.data.subarray(r * width, (r + 1) * width), slot * width);
-      vc.set(va.data.subarray(r * width, (r + 1) * width), slot * width);
+      mem.copyWithin(kPtr + slot * rowBytes, ka.ptr + r * rowBytes, ka.ptr + (r + 1) * rowBytes);
+      mem.copyWithin(vPtr + slot * rowBytes, va.ptr + r * rowBytes, va.ptr + (r + 1) * rowBytes);
     });
   }
 
@@ -339,7 +354,7 @@ export class CpuBackend implements Backend {
     scale: number,
   ): Activation {
     const c = cpuKv(kv);
-    const qa = act(q);
+    const qa = cpuAct(q);
     const { headDim, numKvHeads } = c.spec;
     if (qa.cols !== numHeads * headDim || numHeads % numKvHeads !== 0) {
       throw new RangeError(
@@ -349,50 +364,36 @@ export class CpuBackend implements Backend {
     const kPtr = c.k[layer];
     const vPtr = c.v[layer];
     if (kPtr === undefined || vPtr === undefined) throw new RangeError(`attention: no layer ${layer}`);
-    const rb = refBatch(b);
-    let vis = this.visible.get(b);
-    if (vis === undefined) {
-      vis = visibleSlots(rb.layout, rb.blockSize);
-      for (const slot of vis.slots)
+    const vis = this.batches.slots(cpuBatch(b));
+    if (vis.all.length > 0 && vis.checkedFor !== c.numSlots) {
+      for (const slot of vis.all)
         if (!(slot >= 0 && slot < c.numSlots))
           throw new RangeError(`attention: slot ${slot} outside [0, ${c.numSlots})`);
-      this.visible.set(b, vis);
+      vis.checkedFor = c.numSlots;
     }
     const n = qa.rows;
-    let longest = 0;
-    for (let r = 0; r < n; r++)
-      longest = Math.max(longest, (vis.offsets[r + 1] as number) - (vis.offsets[r] as number));
-    const qBytes = n * qa.cols * 4;
-    const slotBytes = vis.slots.length * 4;
-    // Scores are f64, 8-byte aligned after the i32 slots.
-    const scoresAt = Math.ceil((2 * qBytes + slotBytes) / 8) * 8;
-    const base = this.opScratch.at(scoresAt + longest * 8);
-    const outPtr = base + qBytes;
-    const slotsPtr = outPtr + qBytes;
-    this.heap.f32(base, n * qa.cols).set(qa.data);
-    new Int32Array(this.heap.memory.buffer, slotsPtr, vis.slots.length).set(vis.slots);
-    const kernel = this.pool.kernels.attention;
-    const group = numHeads / numKvHeads;
-    const rowBytes = qa.cols * 4;
-    for (let r = 0; r < n; r++) {
-      const from = vis.offsets[r] as number;
-      const count = (vis.offsets[r + 1] as number) - from;
-      kernel(
-        base + r * rowBytes,
-        kPtr,
-        vPtr,
-        slotsPtr + from * 4,
-        count,
-        outPtr + r * rowBytes,
-        numHeads,
-        group,
-        headDim,
-        c.slotWidth,
-        scale,
-        base + scoresAt,
-      );
-    }
-    return new RefActivation(n, qa.cols, this.heap.f32(outPtr, n * qa.cols).slice());
+    const out = this.acts.create(n, qa.cols);
+    const chunks = this.pool.attentionChunks(n, numHeads, vis.longest, headDim);
+    // Each chunk's f32 scores, 16-byte aligned (the scratch is cache-line aligned).
+    const scores = this.opScratch.at(chunks * Math.ceil(vis.longest / 4) * 16 + 16);
+    this.pool.attention({
+      q: qa.ptr,
+      k: kPtr,
+      v: vPtr,
+      slots: vis.slots,
+      offsets: vis.offsetsPtr,
+      out: out.ptr,
+      rows: n,
+      heads: numHeads,
+      group: numHeads / numKvHeads,
+      headDim,
+      width: c.slotWidth,
+      scale,
+      longest: vis.longest,
+      scores,
+      chunks,
+    });
+    return out;
   }
 
   siluMul(gate: Activation, up: Activation): Activation {
@@ -410,21 +411,25 @@ export class CpuBackend implements Backend {
     y: Activation,
     kernel: (a: number, b: number, out: number, len: number) => void,
   ): Activation {
-    const a = act(x);
-    const b = act(y);
+    const a = cpuAct(x);
+    const b = cpuAct(y);
     if (a.rows !== b.rows || a.cols !== b.cols)
       throw new RangeError(`${op}: [${a.rows}, ${a.cols}] and [${b.rows}, ${b.cols}]`);
-    const len = a.data.length;
-    const base = this.opScratch.at(len * 8);
-    const bPtr = base + len * 4;
-    this.heap.f32(base, len).set(a.data);
-    this.heap.f32(bPtr, len).set(b.data);
-    kernel(base, bPtr, base, len);
-    return new RefActivation(a.rows, a.cols, this.heap.f32(base, len).slice());
+    const out = this.acts.create(a.rows, a.cols);
+    kernel(a.ptr, b.ptr, out.ptr, a.length);
+    return out;
   }
 
   gatherRows(x: Activation, rows: Int32Array): Activation {
-    return this.ref.gatherRows(x, rows);
+    const a = cpuAct(x);
+    const out = this.acts.create(rows.length, a.cols);
+    const mem = this.heap.bytes(0, this.heap.memory.buffer.byteLength);
+    const rowBytes = a.cols * 4;
+    rows.forEach((row, i) => {
+      if (!(row >= 0 && row < a.rows)) throw new RangeError(`gather: row ${row} outside [0, ${a.rows})`);
+      mem.copyWithin(out.ptr + i * rowBytes, a.ptr + row * rowBytes, a.ptr + (row + 1) * rowBytes);
+    });
+    return out;
   }
 
   /** As the reference's: every source read before any destination is written (overlapping moves). */
@@ -447,16 +452,56 @@ export class CpuBackend implements Backend {
     }
   }
 
-  readRows(x: Activation): Promise<Float32Array> {
-    return this.ref.readRows(x);
+  async readRows(x: Activation): Promise<Float32Array> {
+    const a = cpuAct(x);
+    return this.heap.f32(a.ptr, a.length).slice();
   }
 
-  argmaxRows(x: Activation): Promise<Int32Array> {
-    return this.ref.argmaxRows(x);
+  /** On the kernel (assembly/topk.ts): a vocabulary-sized row in about a microsecond. */
+  async argmaxRows(x: Activation): Promise<Int32Array> {
+    const a = cpuAct(x);
+    const ids = this.opScratch.at(a.rows * 4);
+    this.pool.kernels.argmaxRows(a.ptr, a.rows, a.cols, ids);
+    return this.heap.i32(ids, a.rows).slice();
   }
 
-  release(_x: Activation): void {
-    // Activations are garbage-collected arrays; weights live as long as the backend.
+  /**
+   * Softmax + top-k on the kernel (assembly/topk.ts): per row, partial records over column chunks (claimed
+   * by the threads once a call has minTopKSplit values), then one merge here.
+   */
+  async topKRows(x: Activation, k: number): Promise<TopKRows> {
+    const a = cpuAct(x);
+    checkTopK(k, a.cols);
+    const { rows, cols } = a;
+    const chunks = this.pool.topKChunks(rows, cols, rows * cols >= this.minTopKSplit);
+    const stride = 16 + 8 * k;
+    // The records (f64 inside: 8-byte aligned), the merge's heap, ids, values, logSumExp.
+    const heapAt = rows * chunks * stride;
+    const idsAt = heapAt + 8 * k;
+    const valuesAt = idsAt + rows * k * 4;
+    const lseAt = valuesAt + rows * k * 4;
+    const base = this.opScratch.at(lseAt + rows * 4);
+    this.pool.topK(a.ptr, rows, cols, k, base, chunks);
+    this.pool.kernels.topkMerge(
+      base,
+      rows,
+      k,
+      chunks,
+      base + idsAt,
+      base + valuesAt,
+      base + lseAt,
+      base + heapAt,
+    );
+    return {
+      k,
+      ids: this.heap.i32(base + idsAt, rows * k).slice(),
+      values: this.heap.f32(base + valuesAt, rows * k).slice(),
+      logSumExp: this.heap.f32(base + lseAt, rows).slice(),
+    };
+  }
+
+  release(x: Activation): void {
+    this.acts.release(cpuAct(x));
   }
 
   /** Stops the worker threads; the backend is unusable after. */
@@ -468,4 +513,16 @@ export class CpuBackend implements Backend {
 function cpuKv(kv: KvStorage): CpuKvStorage {
   if (!(kv instanceof CpuKvStorage)) throw new TypeError("cpu backend: KV storage from another backend");
   return kv;
+}
+
+function matrix(w: Weight): CpuWeight {
+  if (!(w instanceof CpuWeight))
+    throw new TypeError(`cpu backend: weight ${w.name} is not a matrix of this backend`);
+  return w;
+}
+
+function vector(w: Weight): CpuVector {
+  if (!(w instanceof CpuVector))
+    throw new TypeError(`cpu backend: weight ${w.name} is not a vector of this backend`);
+  return w;
 }

@@ -1,7 +1,9 @@
 // The cpu backend's paged KV cache, in the shared wasm memory so that the attention kernel reads it in
 // place: per layer, K and V are f32 [numBlocks * blockSize slots, numKvHeads * headDim], the reference
-// backend's layout. writeKv and copyKv are plain copies through typed-array views (no arithmetic); the
-// attention runs on the main thread in wasm (assembly/attention.ts), over the slots each row may see.
+// backend's layout, all in one block of the heap (given back by release(), which the backend calls once the
+// storage is garbage-collected: KvStorage has no destroy, and a generate() makes one per call). writeKv and
+// copyKv are plain copies within the memory (no arithmetic); the attention runs on the main thread in wasm
+// (assembly/attention.ts), over the slots each row may see.
 import type { BatchLayout, KvCacheSpec, KvStorage } from "../../backend.js";
 import { visiblePositions } from "../reference/attention.js";
 import { slotOf } from "../reference/types.js";
@@ -13,21 +15,22 @@ export class CpuKvStorage implements KvStorage {
   readonly v: number[] = [];
   readonly bytes: number;
 
+  /** The one heap block holding every layer's K and V. */
+  readonly block: number;
+
   constructor(
     readonly spec: KvCacheSpec,
     private readonly heap: WasmHeap,
   ) {
     const perLayer = spec.numBlocks * spec.blockSize * spec.numKvHeads * spec.headDim * 4;
-    for (let l = 0; l < spec.numLayers; l++) {
-      this.k.push(heap.alloc(perLayer));
-      this.v.push(heap.alloc(perLayer));
-    }
-    // A fresh allocation may reuse memory a freed scratch held: zero it, as the reference's cache starts.
-    for (let l = 0; l < spec.numLayers; l++) {
-      heap.bytes(this.k[l] as number, perLayer).fill(0);
-      heap.bytes(this.v[l] as number, perLayer).fill(0);
-    }
     this.bytes = 2 * spec.numLayers * perLayer;
+    this.block = heap.alloc(this.bytes);
+    for (let l = 0; l < spec.numLayers; l++) {
+      this.k.push(this.block + 2 * l * perLayer);
+      this.v.push(this.block + (2 * l + 1) * perLayer);
+    }
+    // A fresh block may reuse memory something else held: zero it, as the reference's cache starts.
+    heap.bytes(this.block, this.bytes).fill(0);
   }
 
   get slotWidth(): number {

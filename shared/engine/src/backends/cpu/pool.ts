@@ -1,36 +1,65 @@
-// Worker threads over one shared WebAssembly.Memory, each running the same kernel module. A product's
-// output columns (rows of W) are split into equal chunks, the main thread taking chunk 0 itself so that
-// `threads` counts every core used. Products too small to pay for a wake-up run on the main thread alone.
+// Worker threads over one shared WebAssembly.Memory, each running the same kernel module. A job's output
+// columns are cut into chunks, and every thread, the main one included, claims chunks until none are left
+// (control.ts, and job() in assembly/matmul.ts): `threads` counts every core used, and a thread that is
+// not running when a job comes (asleep, or descheduled because another process holds its core) takes no
+// chunk instead of holding the job up. Products too small to pay for a hand-off run on the main thread.
 //
-// Synchronisation: a waiting thread polls Atomics.load (the backend's default: 20000 polls, about 0.1 ms at
-// the ~6 ns a poll takes here) before it sleeps in Atomics.wait. Measured on the 2-core development machine
-// (bench/cpu-matmul.ts, bf16, n = 1, 2 threads, us per product, spinning vs Atomics.wait alone): q/o
-// [384, 384] 13.7 vs 70.9, gate/up [768, 384] 24.7 vs 83.2, LM head [8192, 384] 264 vs 346: a sleeping
-// worker's wake-up (~60 us) costs more than a whole decode-sized product, so spinning it is. How long:
-// on an idle machine tiny-code decode ran at 318-324 tokens/s with 20000 polls and 366-374 with 200000, but
-// with other processes on the cores (oversubscribed) 200000 polls fell to 11 tokens/s against 59 with 20000
-// (one thread: 222): a spinning thread takes the core its partner needs. 20000 is the default; the `spin`
-// option raises it on a dedicated machine.
+// Why chunks rather than one fixed share per thread: with fixed shares, the main thread finished its
+// share and then waited for the workers'. On the 2-core development machine, shared with other sessions,
+// another process on one core made every product wait for a descheduled worker: tiny-code decode fell from
+// about 1000 tokens/s to 120-140 on 2 threads, a fifth of the 1-thread speed. Chunks are balanced for the
+// threads when they all run (a multiple of `threads`, about CHUNK_WORK multiply-adds each).
+//
+// Synchronisation: a waiting thread polls Atomics.load (the backend's default, DEFAULT_SPIN: 2000 polls,
+// about 12 us at the ~6 ns a poll takes here, the gaps between a decode step's jobs) before it sleeps in
+// Atomics.wait. Measured (bench/cpu-decode.ts, tiny-code decode on both cores of the 2-core development
+// machine, tokens/s; bench/results/cpu-decode.md): idle, 20000 polls 964-1169, 5000 1132-1175, 2000
+// 1027-1086, 0 (sleep at once) 591; with another process on one core, 20000 436-486, 5000 592, 2000 785, 0
+// 547 (1 thread: 552). Sleeping at once loses the worker for every job (its wake-up, ~60 us, outlasts most
+// decode-sized products, which the main thread then does alone); spinning long keeps it from yielding
+// when it shares a core, and a worker descheduled while it holds a chunk stalls the job. Before chunks,
+// with fixed shares, the same machine gave 20000 polls 331-369 and 0 polls 202: a sleeping worker then held
+// up every product.
 import { Worker } from "node:worker_threads";
 import {
   ARGS,
+  CLAIM,
+  CLAIM_BYTE_OFFSET,
   CONTROL_BYTE_OFFSET,
   CONTROL_SLOTS,
   control,
+  DONE,
+  DONE_BYTE_OFFSET,
+  JOB_AUX,
   JOB_BYTE_OFFSET,
+  JOB_CHUNKS,
   JOB_FIXED,
   JOB_SEGMENT,
-  JOB_THREADS,
   MAX_SEGMENTS,
+  MODE_ATTENTION,
   MODE_LINEAR,
-  PENDING,
+  MODE_SILU_MUL,
+  MODE_TOPK,
+  NO_CHUNK,
   SEQ,
   STOP,
   type WorkerInit,
   waitWhile,
 } from "./control.js";
-import { instantiate, type Kernels, type WasmMemory, type WasmModule } from "./wasm.js";
+import { DTYPE_CODE, instantiate, type Kernels, type WasmMemory, type WasmModule } from "./wasm.js";
 import { WORKER_SOURCE } from "./worker.js";
+
+const DTYPE_F32 = DTYPE_CODE.f32;
+
+/** Multiply-adds a product's chunk aims at (about 20 us on one core): small enough to rebalance, large enough that claims cost little. */
+export const CHUNK_WORK = 262144;
+/**
+ * Chunks per thread at most: every claim is a compare-exchange on one cache line that the threads pass
+ * around (about 0.1-0.2 us each), so a product of many small chunks spends its time claiming them.
+ */
+export const MAX_CHUNKS_PER_THREAD = 16;
+/** Values a top-k chunk aims at. */
+export const TOPK_CHUNK = 65536;
 
 export interface PoolOptions {
   threads: number;
@@ -49,10 +78,37 @@ export interface JobSegment {
   aux?: number;
 }
 
+/** pool.attention()'s arguments: byte offsets into the shared memory, and the shapes. */
+export interface AttentionJob {
+  q: number;
+  k: number;
+  v: number;
+  slots: number;
+  offsets: number;
+  out: number;
+  rows: number;
+  heads: number;
+  group: number;
+  headDim: number;
+  width: number;
+  scale: number;
+  longest: number;
+  scores: number;
+  chunks: number;
+}
+
+const f32Bits = new Float32Array(1);
+const i32Bits = new Int32Array(f32Bits.buffer);
+
 export interface Job {
   /** MODE_LINEAR, MODE_SILU_MUL or MODE_ADD (control.ts; assembly/matmul.ts says what each does). */
   mode: number;
   x: number;
+  /**
+   * Room for n * k f32 where 2-byte weights read x from: run() fills it (the kernel's interleave()) once on
+   * this thread before the hand-off. Unused for f32 weights.
+   */
+  xv?: number;
   n: number;
   k: number;
   dtype: number;
@@ -64,6 +120,8 @@ export class MatmulPool {
   private readonly workers: Worker[];
   private readonly local: Kernels;
   private destroyed = false;
+  /** The last job's tag (CLAIM's high half). */
+  private tag = 0;
 
   private constructor(
     memory: WasmMemory,
@@ -83,7 +141,7 @@ export class MatmulPool {
     Atomics.store(control(memory), STOP, 0);
     const workers: Worker[] = [];
     for (let index = 1; index < options.threads; index++) {
-      const workerData: WorkerInit = { module, memory, index, spin: options.spin };
+      const workerData: WorkerInit = { module, memory, spin: options.spin };
       const w = new Worker(WORKER_SOURCE, { eval: true, workerData });
       // A worker never keeps the process alive: the main thread waits on it synchronously while it works.
       w.unref();
@@ -110,26 +168,37 @@ export class MatmulPool {
     return this.local;
   }
 
-  /** out[n, m] = x[n, k] W[m, k]^T (+ bias), all byte offsets into the shared memory. */
-  matmul(x: number, w: number, bias: number, out: number, n: number, k: number, m: number, dt: number): void {
-    this.run({ mode: MODE_LINEAR, x, n, k, dtype: dt, segments: [{ w, bias, out, m }] });
+  /** out[n, m] = x[n, k] W[m, k]^T (+ bias), all byte offsets into the shared memory; xv as Job's. */
+  matmul(
+    x: number,
+    xv: number,
+    w: number,
+    bias: number,
+    out: number,
+    n: number,
+    k: number,
+    m: number,
+    dt: number,
+  ): void {
+    this.run({ mode: MODE_LINEAR, x, xv, n, k, dtype: dt, segments: [{ w, bias, out, m }] });
   }
 
   /**
    * Runs a job (one or more products of one x, with the mode's epilogue) with one hand-off: its output
-   * columns, all segments together, are split across the threads, the main thread taking share 0.
+   * columns, all segments together, are cut into chunks that the threads claim.
    */
   run(job: Job): void {
-    if (this.destroyed) throw new Error("cpu backend: used after destroy()");
     const { segments } = job;
     if (segments.length === 0 || segments.length > MAX_SEGMENTS)
       throw new RangeError(`cpu backend: a job of ${segments.length} segments`);
     let cols = 0;
     for (const s of segments) cols += s.m;
-    const threads =
-      job.n * job.k * cols < this.options.minSplitWork
-        ? 1
-        : Math.min(this.options.threads, Math.ceil(cols / 4));
+    // SILU_MUL's segments share their columns (two products each); LINEAR's are laid end to end.
+    const width = job.mode === MODE_SILU_MUL ? (segments[0] as JobSegment).m : cols;
+    const work = job.n * job.k * cols;
+    const split = work >= this.options.minSplitWork && this.options.threads > 1;
+    const chunks = split ? this.chunks(Math.ceil(width / 4), work / CHUNK_WORK) : 1;
+    this.open();
     const ctl = this.ctl;
     const a = ARGS;
     ctl[a] = job.mode;
@@ -137,8 +206,13 @@ export class MatmulPool {
     ctl[a + 2] = job.n;
     ctl[a + 3] = job.k;
     ctl[a + 4] = job.dtype;
-    ctl[a + JOB_THREADS] = Math.max(1, threads);
+    ctl[a + JOB_CHUNKS] = chunks;
     ctl[a + 6] = segments.length;
+    if (job.dtype !== DTYPE_F32) {
+      if (job.xv === undefined) throw new RangeError("cpu backend: a 2-byte weight's job needs xv");
+      this.local.interleave(job.x, job.xv, job.n, job.k);
+    }
+    ctl[a + JOB_AUX] = job.xv ?? 0;
     for (let i = 0; i < segments.length; i++) {
       const s = segments[i] as JobSegment;
       const o = a + JOB_FIXED + i * JOB_SEGMENT;
@@ -148,16 +222,109 @@ export class MatmulPool {
       ctl[o + 3] = s.m;
       ctl[o + 4] = s.aux ?? 0;
     }
-    if (threads <= 1) {
-      this.local.job(JOB_BYTE_OFFSET, 0);
+    this.dispatch(chunks, split);
+  }
+
+  /**
+   * How many chunks a topK call of rows x cols values cuts each row's columns into (its records per row,
+   * which the caller allocates and merges): 1 unless `split`.
+   */
+  topKChunks(rows: number, cols: number, split: boolean): number {
+    return split && this.options.threads > 1
+      ? this.chunks(Math.ceil(cols / 4), (rows * cols) / TOPK_CHUNK)
+      : 1;
+  }
+
+  /**
+   * Softmax + top-k partial records of x [rows, cols] (assembly/topk.ts) at `part`, `chunks` records per
+   * row (topKChunks; the caller merges them with topkMerge).
+   */
+  topK(x: number, rows: number, cols: number, k: number, part: number, chunks: number): void {
+    this.open();
+    const ctl = this.ctl;
+    const a = ARGS;
+    ctl[a] = MODE_TOPK;
+    ctl[a + 1] = x;
+    ctl[a + 2] = rows;
+    ctl[a + 3] = cols;
+    ctl[a + 4] = k;
+    ctl[a + JOB_CHUNKS] = chunks;
+    ctl[a + JOB_AUX] = part;
+    this.dispatch(chunks, chunks > 1);
+  }
+
+  /**
+   * How many chunks attention over rows x heads (row, head) pairs of at most `longest` slots is cut into
+   * (each needs its own scores scratch: Math.ceil(longest / 4) * 16 bytes): 1 below minSplitWork.
+   */
+  attentionChunks(rows: number, heads: number, longest: number, headDim: number): number {
+    const work = rows * heads * longest * headDim * 2;
+    const split = work >= this.options.minSplitWork && this.options.threads > 1;
+    return split ? this.chunks(rows * heads, work / CHUNK_WORK) : 1;
+  }
+
+  /**
+   * Attention (assembly/attention.ts, attentionChunk) of q [rows, heads * headDim] into out over the cache
+   * rows at k and v (width f32 per slot): row r sees the slot ids slots[offsets[r] .. offsets[r + 1]) (both
+   * i32 in the memory); at most `longest` of them. a.chunks from attentionChunks(), a.scores its scratch.
+   */
+  attention(a: AttentionJob): void {
+    const chunks = a.chunks;
+    this.open();
+    const ctl = this.ctl;
+    const s = ARGS;
+    ctl[s] = MODE_ATTENTION;
+    ctl[s + 1] = a.q;
+    ctl[s + 2] = a.rows;
+    ctl[s + 3] = a.heads;
+    ctl[s + 4] = a.group;
+    ctl[s + JOB_CHUNKS] = chunks;
+    ctl[s + 6] = a.headDim;
+    ctl[s + 7] = a.scores;
+    ctl[s + 8] = a.k;
+    ctl[s + 9] = a.v;
+    ctl[s + 10] = a.slots;
+    ctl[s + 11] = a.offsets;
+    ctl[s + 12] = a.out;
+    ctl[s + 13] = a.width;
+    f32Bits[0] = a.scale;
+    ctl[s + 14] = i32Bits[0] as number;
+    ctl[s + 15] = a.longest;
+    this.dispatch(chunks, chunks > 1);
+  }
+
+  /** A multiple of the thread count near `target` chunks, at most `most` (whole 4-column tiles), at least 1. */
+  private chunks(most: number, target: number): number {
+    const t = this.options.threads;
+    const perThread = Math.min(MAX_CHUNKS_PER_THREAD, Math.max(1, Math.round(target / t)));
+    return Math.max(1, Math.min(most, t * perThread));
+  }
+
+  /** Starts a job: a new tag, and no chunk claimable while its arguments are written (control.ts). */
+  private open(): void {
+    if (this.destroyed) throw new Error("cpu backend: used after destroy()");
+    this.tag = (this.tag + 1) & 0x7fff;
+    Atomics.store(this.ctl, CLAIM, (this.tag << 16) | NO_CHUNK);
+  }
+
+  /**
+   * Runs the job in the argument slots: here alone, or handed to every worker with the main thread
+   * claiming chunks beside them, then waiting until all `chunks` are done.
+   */
+  private dispatch(chunks: number, split: boolean): void {
+    const ctl = this.ctl;
+    if (!split) {
+      this.local.jobAll(JOB_BYTE_OFFSET);
       return;
     }
-    Atomics.store(ctl, PENDING, threads - 1);
+    Atomics.store(ctl, DONE, 0);
+    Atomics.store(ctl, CLAIM, this.tag << 16);
     Atomics.add(ctl, SEQ, 1);
     Atomics.notify(ctl, SEQ);
-    this.local.job(JOB_BYTE_OFFSET, 0);
-    let left = Atomics.load(ctl, PENDING);
-    while (left !== 0) left = waitWhile(ctl, PENDING, left, this.options.spin);
+    if (this.local.job(JOB_BYTE_OFFSET, CLAIM_BYTE_OFFSET, DONE_BYTE_OFFSET) !== 0) return;
+    // A worker holds the last chunks: it notifies DONE when it finishes the last one.
+    for (let done = Atomics.load(ctl, DONE); done !== chunks; )
+      done = waitWhile(ctl, DONE, done, this.options.spin);
   }
 
   destroy(): void {

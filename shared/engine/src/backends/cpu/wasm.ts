@@ -16,6 +16,7 @@ export const DTYPE_CODE: Readonly<Record<DType, number>> = { f32: 0, f16: 1, bf1
 
 export type MatmulFn = (
   x: number,
+  xv: number,
   w: number,
   bias: number,
   out: number,
@@ -27,10 +28,13 @@ export type MatmulFn = (
   dtype: number,
 ) => void;
 
-/** The kernel's job(): thread t's share of the job whose arguments are at byte offset `args`. */
-export type JobFn = (args: number, t: number) => void;
+/**
+ * The kernel's job(): claims and runs chunks of the job whose arguments are at byte offset `args` until
+ * none are left (control.ts); 1 if it ran the last one.
+ */
+export type JobFn = (args: number, claim: number, done: number) => number;
 
-/** assembly/attention.ts: one query row over its visible KV slots, every head. */
+/** assembly/attention.ts: one query row over its visible KV slots, heads h0 .. h1 - 1. */
 export type AttentionFn = (
   q: number,
   k: number,
@@ -38,7 +42,8 @@ export type AttentionFn = (
   slots: number,
   nSlots: number,
   out: number,
-  numHeads: number,
+  h0: number,
+  h1: number,
   group: number,
   headDim: number,
   width: number,
@@ -54,9 +59,30 @@ export interface ElementwiseFns {
   add(a: number, b: number, out: number, len: number): void;
 }
 
-export interface Kernels extends ElementwiseFns {
+/** assembly/topk.ts: thread t's partial records of every row, and their merge into the answer. */
+export interface TopKFns {
+  /** out[r] (i32) = index of row r's largest value, lowest on ties. */
+  argmaxRows(x: number, rows: number, cols: number, out: number): void;
+  topkRows(x: number, rows: number, cols: number, k: number, threads: number, t: number, part: number): void;
+  topkMerge(
+    part: number,
+    rows: number,
+    k: number,
+    parts: number,
+    ids: number,
+    values: number,
+    lse: number,
+    heap: number,
+  ): void;
+}
+
+export interface Kernels extends ElementwiseFns, TopKFns {
   matmul: MatmulFn;
+  /** x [n, k] into xv with each 8-value block evens first: the order 2-byte weights are read in. */
+  interleave(x: number, xv: number, n: number, k: number): void;
   job: JobFn;
+  /** Every chunk of the job at `args`, on the calling thread. */
+  jobAll(args: number): void;
   attention: AttentionFn;
 }
 
@@ -121,37 +147,101 @@ export function instantiate(module: WasmModule, memory: WasmMemory): Kernels {
   const instance = new wasm.Instance(module, { env: { memory, abort: () => {} } });
   return {
     matmul: instance.exports.matmul as MatmulFn,
+    interleave: instance.exports.interleave as Kernels["interleave"],
     job: instance.exports.job as JobFn,
+    jobAll: instance.exports.jobAll as Kernels["jobAll"],
     attention: instance.exports.attention as AttentionFn,
     rmsNorm: instance.exports.rmsNorm as ElementwiseFns["rmsNorm"],
     rope: instance.exports.rope as ElementwiseFns["rope"],
     siluMul: instance.exports.siluMul as ElementwiseFns["siluMul"],
     add: instance.exports.add as ElementwiseFns["add"],
+    argmaxRows: instance.exports.argmaxRows as TopKFns["argmaxRows"],
+    topkRows: instance.exports.topkRows as TopKFns["topkRows"],
+    topkMerge: instance.exports.topkMerge as TopKFns["topkMerge"],
   };
 }
 
-/** A bump allocator over the shared memory, growing it on demand. */
+/** Allocation granule: every block starts on a cache line and its size is a whole number of lines. */
+const LINE = 64;
+
+/**
+ * An allocator over the shared memory, growing it on demand: weights (kept for the backend's life),
+ * activations, KV caches and scratch regions (freed). First fit over an address-ordered list of free
+ * blocks, coalesced with their neighbours when freed; a block freed at the top lowers the top. Blocks are
+ * cache-line aligned, so no two allocations share a line (threads write different activations' columns).
+ */
 export class WasmHeap {
   private top = HEAP_BASE;
+  /** Live allocations: address -> bytes (rounded up to LINE). */
+  private readonly sizes = new Map<number, number>();
+  /** Free blocks below the top, by address: [ptr, bytes] pairs. */
+  private readonly free: [number, number][] = [];
+  private live = 0;
 
   constructor(readonly memory: WasmMemory) {}
 
-  /** Bytes handed out so far (weights and scratch). */
+  /** Bytes from the heap's base to its top (its high-water mark: weights, caches, activations, scratch). */
   get used(): number {
     return this.top - HEAP_BASE;
   }
 
+  /** Bytes allocated and not freed. */
+  get liveBytes(): number {
+    return this.live;
+  }
+
   alloc(bytes: number): number {
-    const ptr = Math.ceil(this.top / 64) * 64; // cache-line aligned
-    this.top = ptr + bytes;
-    const have = this.memory.buffer.byteLength;
-    if (this.top > have) this.memory.grow(Math.ceil((this.top - have) / PAGE));
+    const size = Math.max(LINE, Math.ceil(bytes / LINE) * LINE);
+    let ptr = -1;
+    for (let i = 0; i < this.free.length; i++) {
+      const block = this.free[i] as [number, number];
+      if (block[1] < size) continue;
+      ptr = block[0];
+      if (block[1] === size) this.free.splice(i, 1);
+      else {
+        block[0] += size;
+        block[1] -= size;
+      }
+      break;
+    }
+    if (ptr < 0) {
+      ptr = this.top;
+      this.top += size;
+      const have = this.memory.buffer.byteLength;
+      if (this.top > have) this.memory.grow(Math.ceil((this.top - have) / PAGE));
+    }
+    this.sizes.set(ptr, size);
+    this.live += size;
     return ptr;
   }
 
-  /** Gives back the most recent allocation if it ends at the top (the matmul scratch being resized). */
-  freeTop(ptr: number, bytes: number): void {
-    if (ptr + bytes === this.top) this.top = ptr;
+  /** Gives a block back (any block alloc() returned and not yet freed). */
+  release(ptr: number): void {
+    const size = this.sizes.get(ptr);
+    if (size === undefined) throw new RangeError(`cpu backend: freeing ${ptr}, which is not allocated`);
+    this.sizes.delete(ptr);
+    this.live -= size;
+    // Insert in address order, then merge with the block after and the block before.
+    let i = 0;
+    while (i < this.free.length && (this.free[i] as [number, number])[0] < ptr) i++;
+    this.free.splice(i, 0, [ptr, size]);
+    const next = this.free[i + 1];
+    const block = this.free[i] as [number, number];
+    if (next !== undefined && block[0] + block[1] === next[0]) {
+      block[1] += next[1];
+      this.free.splice(i + 1, 1);
+    }
+    const prev = this.free[i - 1];
+    if (prev !== undefined && prev[0] + prev[1] === block[0]) {
+      prev[1] += block[1];
+      this.free.splice(i, 1);
+      i--;
+    }
+    const last = this.free[this.free.length - 1];
+    if (last !== undefined && last[0] + last[1] === this.top) {
+      this.top = last[0];
+      this.free.pop();
+    }
   }
 
   /** A view of the memory as it is now (a grown shared memory has a new, longer buffer). */
@@ -162,11 +252,15 @@ export class WasmHeap {
   f32(ptr: number, length: number): Float32Array {
     return new Float32Array(this.memory.buffer, ptr, length);
   }
+
+  i32(ptr: number, length: number): Int32Array {
+    return new Int32Array(this.memory.buffer, ptr, length);
+  }
 }
 
 /**
- * A scratch region of the heap that grows geometrically when a larger one is asked for; its previous
- * allocation is given back when it is still the top of the heap. Users run one at a time per region.
+ * A scratch region of the heap that grows geometrically when a larger one is asked for (the smaller one is
+ * freed). Users run one at a time per region; what it holds is gone at the next at().
  */
 export class Scratch {
   private ptr = 0;
@@ -177,7 +271,7 @@ export class Scratch {
   /** The region's address, at least `bytes` long. */
   at(bytes: number): number {
     if (bytes > this.size) {
-      if (this.size > 0) this.heap.freeTop(this.ptr, this.size);
+      if (this.size > 0) this.heap.release(this.ptr);
       const size = Math.max(bytes, this.size * 2);
       this.ptr = this.heap.alloc(size);
       this.size = size;

@@ -1,17 +1,18 @@
 // The body of a cpu-backend worker thread, as source text run with `new Worker(source, { eval: true })`:
 // a file would have to be .ts under the test runner (tsx's loader does not reach workers on Node 20) and
 // .js when built, and this loop needs no imports. It instantiates the kernel module on the shared memory,
-// then loops: wait for a new job (SEQ), run the kernel's job() for its index (which picks this thread's
-// share of the output columns), decrement PENDING. No
-// messages per job: the control block in shared memory is the only channel, so a job costs two atomic
-// writes and, for a sleeping worker, one wake-up. The same protocol's main-thread side is pool.ts.
+// then loops: wait for a new job (SEQ), run the kernel's job(), which claims and runs chunks of it until
+// none are left (possibly none at all, when the other threads were quicker), and notify DONE if it ran
+// the last one. No messages per job: the control block in shared memory is the only channel, so a job
+// costs a few atomic operations and, for a sleeping worker, one wake-up. The same protocol's main-thread
+// side is pool.ts.
 import {
-  ARGS,
+  CLAIM_BYTE_OFFSET,
   CONTROL_BYTE_OFFSET,
   CONTROL_SLOTS,
+  DONE,
+  DONE_BYTE_OFFSET,
   JOB_BYTE_OFFSET,
-  JOB_THREADS,
-  PENDING,
   SEQ,
   STOP,
 } from "./control.js";
@@ -19,7 +20,7 @@ import {
 // Dynamic import: the eval'd source is a script or a module depending on the parent's --input-type.
 export const WORKER_SOURCE = `
 import("node:worker_threads").then(({ parentPort, workerData }) => {
-const { module, memory, index, spin } = workerData;
+const { module, memory, spin } = workerData;
 const job = new WebAssembly.Instance(module, { env: { memory, abort() {} } }).exports.job;
 const ctl = new Int32Array(memory.buffer, ${CONTROL_BYTE_OFFSET}, ${CONTROL_SLOTS});
 let seen = Atomics.load(ctl, ${SEQ});
@@ -33,10 +34,7 @@ for (;;) {
   }
   seen = now;
   if (Atomics.load(ctl, ${STOP}) !== 0) break;
-  if (index < ctl[${ARGS} + ${JOB_THREADS}]) {
-    job(${JOB_BYTE_OFFSET}, index);
-    if (Atomics.sub(ctl, ${PENDING}, 1) === 1) Atomics.notify(ctl, ${PENDING});
-  }
+  if (job(${JOB_BYTE_OFFSET}, ${CLAIM_BYTE_OFFSET}, ${DONE_BYTE_OFFSET}) !== 0) Atomics.notify(ctl, ${DONE});
 }
 });
 `;

@@ -11,6 +11,7 @@ import type {
   QkvActivations,
   QkvBiases,
   RopeSpec,
+  TopKRows,
   Weight,
 } from "../../backend.js";
 import { type HostTensor, toFloat32 } from "../../tensor.js";
@@ -20,6 +21,7 @@ import { copyKv, writeKv } from "./kv.js";
 import { matmul } from "./matmul.js";
 import { rmsNorm } from "./norm.js";
 import { rope } from "./rope.js";
+import { topKRows } from "./topk.js";
 import { act, batch, kvStorage, RefActivation, RefBatch, RefKvStorage, RefWeight, weight } from "./types.js";
 
 export class ReferenceBackend implements Backend {
@@ -125,6 +127,10 @@ export class ReferenceBackend implements Backend {
 
   async argmaxRows(x: Activation): Promise<Int32Array> {
     return argmaxRows(act(x));
+  }
+
+  async topKRows(x: Activation, k: number): Promise<TopKRows> {
+    return topKRows(act(x), k);
   }
 
   release(_x: Activation): void {

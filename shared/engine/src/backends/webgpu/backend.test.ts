@@ -77,7 +77,8 @@ test("webgpu backend - a repeated forward reuses pooled buffers and submits once
 });
 
 test("webgpu backend - a recording longer than one uniform arena chunk (64 KiB) computes every step", async () => {
-  const be = createWebGpuBackend(await createWebGpuDevice({ label: "arena" }));
+  // No early submits: the whole recording is one encoder, so the arena has to grow past one chunk.
+  const be = createWebGpuBackend(await createWebGpuDevice({ label: "arena" }), { submitEvery: 0 });
   try {
     // 64 KiB holds 4096 uniform blocks at lavapipe's 16-byte alignment (256 at the H100's 256 bytes).
     const steps = 4500;
@@ -94,6 +95,42 @@ test("webgpu backend - a recording longer than one uniform arena chunk (64 KiB) 
   } finally {
     be.destroy();
   }
+});
+
+test("webgpu backend - early submits (submitEvery) compute what one submit per read does", async () => {
+  const run = async (submitEvery: number) => {
+    const be = createWebGpuBackend(await createWebGpuDevice({ label: "early submits" }), { submitEvery });
+    try {
+      const w = be.loadWeight(
+        "w",
+        f32Tensor(
+          [8, 8],
+          Float32Array.from({ length: 64 }, (_, i) => ((i % 5) - 2) / 8),
+        ),
+      );
+      let x = be.fromHost(
+        2,
+        8,
+        Float32Array.from({ length: 16 }, (_, i) => i / 16),
+      );
+      const before = be.stats().submits;
+      for (let i = 0; i < 40; i++) {
+        const y = be.matmulAdd(x, w, x);
+        be.release(x);
+        x = y;
+      }
+      const recorded = be.stats().submits - before;
+      return { values: Array.from(await be.readRows(x)), recorded, total: be.stats().submits - before };
+    } finally {
+      be.destroy();
+    }
+  };
+  const early = await run(7);
+  const once = await run(0);
+  assert.deepEqual(early.values, once.values);
+  assert.equal(early.recorded, 5, "40 dispatches, a submit every 7");
+  assert.equal(once.recorded, 0);
+  assert.equal(once.total, 1);
 });
 
 test("webgpu backend - a Dawn validation error fails the next read loudly", async () => {

@@ -1,7 +1,8 @@
 // The `webgpu` backend: WGSL kernels through Dawn. Weights stay resident (2-byte dtypes two to a u32),
-// activations are f32 in pooled buffers, and every op is only recorded (recorder.ts) until a read is
-// awaited, which submits the whole forward at once and reads back just what was asked for. Shape logic
-// and the kernels live in ops/, one file per op.
+// activations are f32 in pooled buffers, and every op is only recorded (recorder.ts), submitted in chunks of
+// `submitEvery` dispatches and when a read is awaited, which reads back just what was asked for. Shape logic
+// and the kernels live in ops/, one file per op; the optional fused ops (rmsNorm* products, ropeAttention,
+// ...) make a decoder layer 5 dispatches (docs/ARCHITECTURE.md, "The webgpu backend").
 import type {
   Activation,
   Backend,
@@ -9,8 +10,10 @@ import type {
   KvCacheSpec,
   KvStorage,
   PreparedBatch,
+  QkNormSpec,
   QkvActivations,
   QkvBiases,
+  RmsNormSpec,
   RopeSpec,
   Weight,
 } from "../../backend.js";
@@ -21,16 +24,22 @@ import type { PoolStats } from "./buffer-pool.js";
 import type { WebGpuDevice } from "./device.js";
 import { encodeAdd } from "./ops/add.js";
 import { encodeArgmax } from "./ops/argmax.js";
-import { encodeAttention } from "./ops/attention.js";
+import { encodeAttention, encodeRopeAttention } from "./ops/attention.js";
 import { encodeCopyKv } from "./ops/copy-kv.js";
 import { encodeEmbed } from "./ops/embed.js";
 import { encodeGatherRows } from "./ops/gather-rows.js";
-import { encodeGateUpSilu, encodeMatmul, encodeMatmulAdd, encodeQkvProject } from "./ops/matmul.js";
+import {
+  encodeGateUpSilu,
+  encodeMatmul,
+  encodeMatmulAdd,
+  encodeQkvProject,
+  type MatvecNorm,
+} from "./ops/matmul.js";
 import { encodeRmsNorm } from "./ops/rms-norm.js";
 import { encodeRmsNormRope, encodeRope } from "./ops/rope.js";
 import { encodeSiluMul } from "./ops/silu-mul.js";
 import { encodeWriteKv } from "./ops/write-kv.js";
-import { Recorder } from "./recorder.js";
+import { type ProfileEntry, Recorder } from "./recorder.js";
 import {
   GpuActivation,
   GpuKvStorage,
@@ -56,11 +65,29 @@ export interface WebGpuBackendStats {
 
 export interface WebGpuBackendOptions {
   /**
-   * Submit the recorded commands every this many dispatches, not only at reads (default 0: one submit per
-   * read), so that the GPU runs the first layers of a forward while the rest is being recorded.
+   * Submit the recorded commands every this many dispatches, not only at reads, so that the GPU runs the
+   * first layers of a forward while the rest is being recorded (default DEFAULT_SUBMIT_EVERY; 0: one submit
+   * per read). Measured on the H100 before the fused ops: 120 -> 158 tok/s at batch 1 with 48.
    */
   submitEvery?: number;
+  /**
+   * Time every dispatch on the GPU (timestamp-query; benchmarks only): each dispatch then runs in a compute
+   * pass of its own, which costs time itself. Read with profileReport().
+   */
+  profile?: boolean;
+  /**
+   * Use subgroup operations where the adapter has them at a fixed size (default true). false takes the
+   * workgroup-memory kernels every adapter runs (tests check both on lavapipe).
+   */
+  subgroups?: boolean;
 }
+
+/**
+ * The default of WebGpuBackendOptions.submitEvery. A Qwen3 decode step is 144 dispatches (5 a layer): about 5
+ * submits, each ~40 us of fixed cost on the H100's host, against GPU work that trails the recording by at
+ * most one chunk of ~32 dispatches.
+ */
+export const DEFAULT_SUBMIT_EVERY = 32;
 
 export class WebGpuBackend implements Backend {
   readonly kind = "webgpu" as const;
@@ -75,6 +102,8 @@ export class WebGpuBackend implements Backend {
    */
   private readonly batchSlot = new BatchSlot();
   private destroyed = false;
+  /** GPUBufferUsage.COPY_DST, read once (Dawn's flag namespace is a native object). */
+  private readonly copyDst = GPUBufferUsage.COPY_DST;
   /** The first validation or out-of-memory error Dawn reported; the next read throws it. */
   private deviceError: string | null = null;
   /** A batch's buffers go back to the pool once the batch is garbage and the next submit is made. */
@@ -88,8 +117,13 @@ export class WebGpuBackend implements Backend {
     readonly gpu: WebGpuDevice,
     options: WebGpuBackendOptions = {},
   ) {
-    this.rec = new Recorder(gpu.device);
-    this.rec.submitEvery = Math.max(0, Math.floor(options.submitEvery ?? 0));
+    this.rec = new Recorder(gpu.device, options.subgroups === false ? 0 : gpu.subgroupSize);
+    this.rec.submitEvery = Math.max(0, Math.floor(options.submitEvery ?? DEFAULT_SUBMIT_EVERY));
+    if (options.profile) {
+      if (!gpu.features.has("timestamp-query"))
+        throw new RangeError("webgpu backend: profiling needs the timestamp-query feature");
+      this.rec.enableProfile();
+    }
     gpu.device.addEventListener("uncapturederror", (event) => {
       this.deviceError ??= (event as GPUUncapturedErrorEvent).error.message;
     });
@@ -185,6 +219,62 @@ export class WebGpuBackend implements Backend {
     return { q: qa, k: ka, v: va };
   }
 
+  rmsNormQkvProject(
+    x: Activation,
+    norm: RmsNormSpec,
+    q: Weight,
+    k: Weight,
+    v: Weight,
+    biases: QkvBiases = {},
+  ): QkvActivations {
+    const opt = (b: Weight | undefined) => (b === undefined ? undefined : gpuWeight(b));
+    const [qa, ka, va] = encodeQkvProject(
+      this.rec,
+      gpuAct(x),
+      gpuWeight(q),
+      gpuWeight(k),
+      gpuWeight(v),
+      [opt(biases.q), opt(biases.k), opt(biases.v)],
+      matvecNorm(norm),
+    );
+    return { q: qa, k: ka, v: va };
+  }
+
+  rmsNormGateUpSilu(x: Activation, norm: RmsNormSpec, gate: Weight, up: Weight): Activation {
+    return encodeGateUpSilu(this.rec, gpuAct(x), gpuWeight(gate), gpuWeight(up), matvecNorm(norm));
+  }
+
+  rmsNormMatmul(x: Activation, norm: RmsNormSpec, weight: Weight): Activation {
+    return encodeMatmul(this.rec, gpuAct(x), gpuWeight(weight), undefined, matvecNorm(norm));
+  }
+
+  ropeAttention(
+    q: Activation,
+    k: Activation,
+    v: Activation,
+    kv: KvStorage,
+    layer: number,
+    batch: PreparedBatch,
+    rope: RopeSpec,
+    numHeads: number,
+    scale: number,
+    qkNorm?: QkNormSpec,
+  ): Activation {
+    return encodeRopeAttention(
+      this.rec,
+      gpuAct(q),
+      gpuAct(k),
+      gpuAct(v),
+      gpuKv(kv),
+      layer,
+      gpuBatch(batch),
+      rope,
+      numHeads,
+      scale,
+      qkNorm ? { q: gpuWeight(qkNorm.q), k: gpuWeight(qkNorm.k), eps: qkNorm.eps } : undefined,
+    );
+  }
+
   rmsNormRope(x: Activation, weight: Weight, eps: number, batch: PreparedBatch, rope: RopeSpec): Activation {
     return encodeRmsNormRope(this.rec, gpuAct(x), gpuWeight(weight), eps, gpuBatch(batch), rope);
   }
@@ -251,7 +341,7 @@ export class WebGpuBackend implements Backend {
     a.buffer = null;
     // Host-filled activations (fromHost) are upload buffers: they must not be rewritten before the commands
     // already recorded have run (see recorder.ts).
-    if (buffer.usage & GPUBufferUsage.COPY_DST) this.rec.releaseAfterSubmit(buffer);
+    if (this.rec.pool.usageOf(buffer) & this.copyDst) this.rec.releaseAfterSubmit(buffer);
     else this.rec.pool.release(buffer);
   }
 
@@ -260,6 +350,20 @@ export class WebGpuBackend implements Backend {
     this.rec.flush();
     await this.gpu.device.queue.onSubmittedWorkDone();
     this.throwDeviceError();
+  }
+
+  /** Dispatches between early submits (0: none; see WebGpuBackendOptions.submitEvery). */
+  get submitEvery(): number {
+    return this.rec.submitEvery;
+  }
+
+  /** GPU time per dispatch kind (pipeline key and workgroups), when created with `profile`. */
+  profileReport(): Promise<ProfileEntry[]> {
+    return this.rec.profileReport();
+  }
+
+  profileReset(): Promise<void> {
+    return this.rec.profileReset();
   }
 
   stats(): WebGpuBackendStats {
@@ -296,6 +400,10 @@ export class WebGpuBackend implements Backend {
       throw new WebGpuKernelError(this.gpu.adapter.description || this.gpu.adapter.vendor, message);
     }
   }
+}
+
+function matvecNorm(norm: RmsNormSpec): MatvecNorm {
+  return { weight: gpuWeight(norm.weight), eps: norm.eps };
 }
 
 /** The Backend for a device (BackendFactories.webgpu); the backend owns the device from then on. */

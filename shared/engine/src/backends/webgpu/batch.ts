@@ -20,6 +20,11 @@ export interface BatchMeta {
   seqsOffset: number;
   /** The most keys any row attends to (cached + new tokens of its sequence). */
   maxKeys: number;
+  /**
+   * Every row is the one new token of its sequence, no tree: a decode step. Attention can then take each
+   * row's own key from its inputs instead of the cache (ops/attention.ts, the fused kernel).
+   */
+  decodeOnly: boolean;
 }
 
 /** Ancestor-or-self bitsets of a tree given by parent indices (parents precede their children). */
@@ -108,7 +113,9 @@ export function packBatch(layout: BatchLayout, blockSize: number): BatchMeta {
     words.set(new Int32Array(m.buffer, m.byteOffset, m.length), at);
     at += m.length;
   }
-  return { words, positionsOffset, slotsOffset, seqsOffset, maxKeys };
+  const decodeOnly =
+    rows > 0 && rowSeq.every((q) => q >= 0) && sequences.every((s) => s.newTokens === 1 && !s.treeParents);
+  return { words, positionsOffset, slotsOffset, seqsOffset, maxKeys, decodeOnly };
 }
 
 /**

@@ -10,6 +10,9 @@
 // A free list hands out its oldest buffer (lowest creation number) rather than the last released: then the
 // buffers a step gets depend only on which are free, not on the order earlier steps released them, so a
 // decode step gets the very buffers the step before got and the recorder's bind groups are reused.
+//
+// Every acquire and release is on the recording path (a few per dispatch), so the pool keeps what it knows of
+// a buffer in one record of its own and never reads Dawn's `size` or `usage` getters (calls into native code).
 
 /** Sizes are rounded up so that near sizes share buffers: to 256 bytes, then to 1/8 of the power of two. */
 export function bucketSize(bytes: number): number {
@@ -30,11 +33,20 @@ export interface PoolStats {
   created: number;
 }
 
+/** What the pool knows of one of its buffers. */
+interface Pooled {
+  /** size * 4096 + usage (usage flags are below 4096): the free list it belongs to. */
+  key: number;
+  size: number;
+  usage: number;
+  /** Creation number (free lists are kept in descending order of it). */
+  serial: number;
+  inUse: boolean;
+}
+
 export class BufferPool {
-  private readonly free = new Map<string, GPUBuffer[]>();
-  private readonly out = new Set<GPUBuffer>();
-  /** Creation number of every buffer the pool made (free lists are kept in descending order of it). */
-  private readonly serial = new Map<GPUBuffer, number>();
+  private readonly free = new Map<number, GPUBuffer[]>();
+  private readonly info = new Map<GPUBuffer, Pooled>();
   private allocatedBytes = 0;
   private inUseBytes = 0;
   private freeBytes = 0;
@@ -47,36 +59,40 @@ export class BufferPool {
 
   acquire(bytes: number, usage: GPUBufferUsageFlags): GPUBuffer {
     const size = bucketSize(bytes);
-    const key = `${usage}:${size}`;
+    const key = size * 4096 + usage;
     let buffer = this.free.get(key)?.pop();
     if (buffer) {
       this.freeBytes -= size;
+      (this.info.get(buffer) as Pooled).inUse = true;
     } else {
       buffer = this.device.createBuffer({ label: `${this.label} ${size}`, size, usage });
-      this.serial.set(buffer, this.created);
+      this.info.set(buffer, { key, size, usage, serial: this.created, inUse: true });
       this.allocatedBytes += size;
       this.created++;
     }
-    this.out.add(buffer);
     this.inUseBytes += size;
     return buffer;
   }
 
+  /** The usage flags `buffer` was acquired with (without asking Dawn); 0 for a buffer not from this pool. */
+  usageOf(buffer: GPUBuffer): number {
+    return this.info.get(buffer)?.usage ?? 0;
+  }
+
   release(buffer: GPUBuffer): void {
-    if (!this.out.delete(buffer))
-      throw new Error(`${this.label}: buffer released twice or not from this pool`);
-    this.inUseBytes -= buffer.size;
-    this.freeBytes += buffer.size;
-    const key = `${buffer.usage}:${buffer.size}`;
-    const list = this.free.get(key);
+    const p = this.info.get(buffer);
+    if (!p?.inUse) throw new Error(`${this.label}: buffer released twice or not from this pool`);
+    p.inUse = false;
+    this.inUseBytes -= p.size;
+    this.freeBytes += p.size;
+    const list = this.free.get(p.key);
     if (!list) {
-      this.free.set(key, [buffer]);
+      this.free.set(p.key, [buffer]);
       return;
     }
     // Insert keeping descending creation order, so pop() gives the oldest free buffer (lists are short).
-    const n = this.serial.get(buffer) as number;
     let at = list.length;
-    while (at > 0 && (this.serial.get(list[at - 1] as GPUBuffer) as number) < n) at--;
+    while (at > 0 && (this.info.get(list[at - 1] as GPUBuffer) as Pooled).serial < p.serial) at--;
     list.splice(at, 0, buffer);
   }
 
@@ -91,11 +107,9 @@ export class BufferPool {
 
   /** Destroys every buffer, handed out or free. */
   destroy(): void {
-    for (const list of this.free.values()) for (const b of list) b.destroy();
-    for (const b of this.out) b.destroy();
+    for (const b of this.info.keys()) b.destroy();
     this.free.clear();
-    this.out.clear();
-    this.serial.clear();
+    this.info.clear();
     this.allocatedBytes = this.inUseBytes = this.freeBytes = 0;
   }
 }

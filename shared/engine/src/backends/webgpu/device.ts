@@ -47,6 +47,11 @@ export interface WebGpuDevice {
   /** The optional features that were enabled on the device. */
   readonly features: ReadonlySet<WebGpuFeature>;
   readonly limits: GPUSupportedLimits;
+  /**
+   * The adapter's subgroup size when the `subgroups` feature is enabled and the size is fixed (the adapter's
+   * minimum and maximum agree: 32 on NVIDIA, 8 on lavapipe), else 0. Kernels built for one size use it.
+   */
+  readonly subgroupSize: number;
   /** Resolves when the device is lost; reason "destroyed" after destroy(). */
   readonly lost: Promise<GPUDeviceLostInfo>;
   /** Destroys the device and drops Dawn's instance so the process can exit. Safe to call twice. */
@@ -190,16 +195,28 @@ export async function createWebGpuDevice(options: WebGpuOptions = {}): Promise<W
   // Dawn keeps the process alive while its instance is referenced (dawn.node's README, "Lifetime"): hold it
   // as long as the device lives, and drop it on destroy.
   let instance: GPU | null = gpu;
+  const info = adapter.info as GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number };
+  const sgMin = info.subgroupMinSize ?? 0;
+  const subgroupSize =
+    features.includes("subgroups") && sgMin > 0 && sgMin === info.subgroupMaxSize ? sgMin : 0;
   return {
     device,
     adapter: summary,
     features: new Set(features),
     limits: device.limits,
+    subgroupSize,
     lost: device.lost,
     destroy() {
       if (instance === null) return;
-      instance = null;
       device.destroy();
+      // Dawn's Node bindings poll the instance from a scheduled callback until the device-lost event has
+      // been delivered; an instance garbage-collected before then is used after free (a crash or a futex
+      // abort at a later GC). Drop it only once `lost` has resolved and that callback has had a turn.
+      void device.lost.then(() => {
+        setImmediate(() => {
+          instance = null;
+        });
+      });
     },
   };
 }

@@ -1,7 +1,10 @@
-// Records ops into one command encoder and one open compute pass; nothing is submitted until a read is
-// awaited (ggml's graph_compute, without the graph), or, when asked, every `submitEvery` dispatches. Each dispatch gets its small uniform block from an arena
-// that is written with one queue write just before the submit, and its pipeline from a cache keyed by the
-// op's specialisation (shapes, dtype, workgroup size), as tfjs-backend-webgpu keys its programs.
+// Records ops into one command encoder and one open compute pass, submitted when a read is awaited (ggml's
+// graph_compute, without the graph) and every `submitEvery` dispatches (so the GPU starts on the first layers
+// while the rest is recorded). Each dispatch gets its small uniform block from an arena that is written with
+// one queue write just before the submit, its pipeline from a cache keyed by the op's specialisation
+// (shapes, dtype, workgroup size), as tfjs-backend-webgpu keys its programs, and its bind group from the
+// same dispatch of recent steps (see bindGroup). Every dispatch costs microseconds of CPU in Dawn, so this
+// path allocates little and builds no strings.
 import { BufferPool } from "./buffer-pool.js";
 import { GpuActivation } from "./resources.js";
 
@@ -29,34 +32,44 @@ export interface Dispatch {
 /** A uniform block built word by word; every field of our kernels' Params structs is 4 bytes. */
 export class ParamBlock {
   private readonly words: number[] = [];
-  private readonly kinds: ("u" | "i" | "f")[] = [];
+  /** Bit i set: field i is an f32 (the others are written as u32 bit patterns; i32s wrap to the same bits). */
+  private floats = 0;
   u32(v: number): this {
     this.words.push(v >>> 0);
-    this.kinds.push("u");
     return this;
   }
   i32(v: number): this {
     this.words.push(v | 0);
-    this.kinds.push("i");
     return this;
   }
   f32(v: number): this {
+    if (this.words.length >= 31) throw new RangeError("ParamBlock: an f32 past field 31");
+    this.floats |= 1 << this.words.length;
     this.words.push(v);
-    this.kinds.push("f");
     return this;
   }
-  /** Bytes, padded to 16 (uniform structs are sized in 16-byte units). */
-  write(view: DataView, offset: number): number {
-    this.words.forEach((w, i) => {
-      const at = offset + 4 * i;
-      const kind = this.kinds[i];
-      if (kind === "f") view.setFloat32(at, w, true);
-      else if (kind === "i") view.setInt32(at, w, true);
-      else view.setUint32(at, w, true);
-    });
-    return Math.max(16, Math.ceil((4 * this.words.length) / 16) * 16);
+  /** Writes the words from word `at` on (u32 and f32 views of one buffer); returns bytes, padded to 16. */
+  write(u: Uint32Array, f: Float32Array, at: number): number {
+    const w = this.words;
+    for (let i = 0; i < w.length; i++) {
+      if ((this.floats >>> i) & 1) f[at + i] = w[i] as number;
+      else u[at + i] = w[i] as number;
+    }
+    return Math.max(16, Math.ceil((4 * w.length) / 16) * 16);
   }
 }
+
+interface BindGroupEntry {
+  pipeline: GPUComputePipeline;
+  uniform: GPUBuffer | null;
+  offset: number;
+  size: number;
+  buffers: GPUBuffer[];
+  group: GPUBindGroup;
+}
+
+/** Bind groups kept per dispatch index (see Recorder.bindGroup). */
+const BIND_WAYS = 4;
 
 /** Workgroups per dispatch dimension that every adapter allows (WebGPU's default limit). */
 const MAX_PER_DIM = 65535;
@@ -70,7 +83,8 @@ export class Recorder {
   private pass: GPUComputePassEncoder | null = null;
   private readonly arenaChunks: GPUBuffer[] = [];
   private readonly arenaHost = new ArrayBuffer(ARENA_CHUNK);
-  private readonly arenaView = new DataView(this.arenaHost);
+  private readonly arenaWords = new Uint32Array(this.arenaHost);
+  private readonly arenaFloats = new Float32Array(this.arenaHost);
   private arenaChunk = 0;
   private arenaOffset = 0;
   private readonly arenaAlign: number;
@@ -81,11 +95,10 @@ export class Recorder {
   submits = 0;
   /** Bind groups created over the recorder's life (a steady decode stops adding to it). */
   bindGroupsCreated = 0;
-  private readonly bufferIds = new WeakMap<GPUBuffer, number>();
-  private nextBufferId = 1;
-  /** Bind groups used since the last submit, and those of the generation before (see bindGroup). */
-  private groups = new Map<string, GPUBindGroup>();
-  private oldGroups = new Map<string, GPUBindGroup>();
+  /** The bind groups dispatch i of recent steps used, and what they were made of (see bindGroup). */
+  private readonly byIndex: BindGroupEntry[][] = [];
+  /** Dispatches recorded since the last read (the index into byIndex). */
+  private stepDispatches = 0;
   /**
    * Submit after this many dispatches even with no read pending (0: only reads and flush() submit). Lets the
    * GPU start on the first layers while JavaScript records the rest, instead of idling until the read.
@@ -94,8 +107,26 @@ export class Recorder {
   private sinceSubmit = 0;
   /** The pipeline last set on the open pass (a pass starts with none). */
   private passPipeline: GPUComputePipeline | null = null;
+  /** The most threads of a one-dimensional workgroup, and its workgroup memory (the device's limits). */
+  readonly maxWorkgroupThreads: number;
+  readonly maxWorkgroupBytes: number;
+  /** activationUsage(), read once. */
+  private readonly actUsage: number;
+  /** Per-dispatch GPU timing (see enableProfile), or null. */
+  private profiler: Profiler | null = null;
 
-  constructor(readonly device: GPUDevice) {
+  /**
+   * @param subgroupSize the fixed subgroup size kernels may be built for (subgroupAdd reductions), or 0: no
+   *   subgroup operations (workgroup-memory reductions instead).
+   */
+  constructor(
+    readonly device: GPUDevice,
+    readonly subgroupSize = 0,
+  ) {
+    this.actUsage = activationUsage();
+    const l = device.limits;
+    this.maxWorkgroupThreads = Math.min(l.maxComputeInvocationsPerWorkgroup, l.maxComputeWorkgroupSizeX);
+    this.maxWorkgroupBytes = l.maxComputeWorkgroupStorageSize;
     this.pool = new BufferPool(device, "specloop pool");
     this.arenaAlign = Math.max(16, device.limits.minUniformBufferOffsetAlignment);
   }
@@ -129,14 +160,14 @@ export class Recorder {
 
   /** A slot of the uniform arena for one block; the whole arena is written to the GPU at submit. */
   private paramSlot(block: ParamBlock): GPUBufferBinding {
-    const view = this.arenaView;
     if (this.arenaOffset + 256 > ARENA_CHUNK) {
       // This chunk is full: write it now (it is read by commands of this encoder only, submitted later).
       this.flushArenaChunk();
       this.arenaChunk++;
       this.arenaOffset = 0;
     }
-    const size = block.write(view, this.arenaOffset);
+    // Offsets are multiples of the arena alignment (>= 16 bytes): a whole word index.
+    const size = block.write(this.arenaWords, this.arenaFloats, this.arenaOffset / 4);
     const chunk = this.arenaChunkBuffer(this.arenaChunk);
     const binding = { buffer: chunk, offset: this.arenaOffset, size };
     this.arenaOffset += Math.ceil(size / this.arenaAlign) * this.arenaAlign;
@@ -167,42 +198,80 @@ export class Recorder {
     );
   }
 
-  /** A small integer naming a buffer in bind group keys (buffers are never renamed while alive). */
-  private bufferId(b: GPUBuffer): number {
-    let id = this.bufferIds.get(b);
-    if (id === undefined) {
-      id = this.nextBufferId++;
-      this.bufferIds.set(b, id);
-    }
-    return id;
-  }
-
   /**
    * The bind group for a dispatch, reused across steps. A decode step records the same dispatches in the same
    * order each time: the arena hands dispatch i the same uniform slot (it restarts at every submit) and the
-   * pool hands back the same buffers (LIFO per size), so after the first step every lookup hits and no bind
-   * group is created; creating one was most of the ~22 µs a dispatch cost in JavaScript. Entries live two
-   * generations (the steps between reads): what the last step used survives, what a step stopped using
-   * (e.g. a batch buffer that went back to the pool) is dropped, so the cache stays the size of one step.
+   * pool hands back the same buffers (oldest free first), so dispatch i of this step finds the group dispatch
+   * i of the last step made by comparing a few references, with no key built; creating bind groups was most
+   * of the ~22 us a dispatch once cost in JavaScript. Each index keeps the groups of the last BIND_WAYS
+   * different steps seen there, most recent first, so that steps of a few kinds taking turns (a draft model's
+   * steps and the target's verification) reuse theirs too.
    */
   private bindGroup(d: Dispatch, pipeline: GPUComputePipeline, slot: GPUBufferBinding | null): GPUBindGroup {
-    let key = d.key;
-    if (slot) key += `|${this.arenaChunk}:${slot.offset}:${slot.size}`;
-    for (const b of d.buffers) key += `,${this.bufferId(b)}`;
-    let group = this.groups.get(key);
-    if (group) return group;
-    group = this.oldGroups.get(key);
-    if (!group) {
-      const entries: GPUBindGroupEntry[] = [];
-      if (slot) entries.push({ binding: 0, resource: slot });
-      d.buffers.forEach((buffer, i) => {
-        entries.push({ binding: i + 1, resource: { buffer } });
-      });
-      group = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
-      this.bindGroupsCreated++;
+    const i = this.stepDispatches++;
+    let ways = this.byIndex[i];
+    if (ways === undefined) {
+      ways = [];
+      this.byIndex[i] = ways;
     }
-    this.groups.set(key, group);
+    const buffers = d.buffers;
+    const uniform = slot ? slot.buffer : null;
+    const offset = slot ? (slot.offset as number) : 0;
+    const size = slot ? (slot.size as number) : 0;
+    for (let w = 0; w < ways.length; w++) {
+      const e = ways[w] as BindGroupEntry;
+      if (
+        e.pipeline !== pipeline ||
+        e.uniform !== uniform ||
+        e.offset !== offset ||
+        e.size !== size ||
+        e.buffers.length !== buffers.length
+      )
+        continue;
+      let same = true;
+      for (let b = 0; b < buffers.length; b++) {
+        if (e.buffers[b] !== buffers[b]) {
+          same = false;
+          break;
+        }
+      }
+      if (!same) continue;
+      if (w > 0) {
+        ways[w] = ways[0] as BindGroupEntry;
+        ways[0] = e;
+      }
+      return e.group;
+    }
+    const entries: GPUBindGroupEntry[] = [];
+    if (slot) entries.push({ binding: 0, resource: slot });
+    buffers.forEach((buffer, j) => {
+      entries.push({ binding: j + 1, resource: { buffer } });
+    });
+    const group = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+    this.bindGroupsCreated++;
+    ways.unshift({ pipeline, uniform, offset, size, buffers: buffers.slice(), group });
+    if (ways.length > BIND_WAYS) ways.pop();
     return group;
+  }
+
+  /**
+   * Times every dispatch on the GPU from now on (timestamp-query): each dispatch gets a compute pass of its
+   * own with timestamps at its start and end, so the times are the kernels' own, without what a shared pass
+   * overlaps or serialises between them. For benchmarks only: it changes what it measures a little.
+   */
+  enableProfile(): void {
+    if (!this.profiler) this.profiler = new Profiler(this.device);
+  }
+
+  /** GPU time per dispatch kind since enableProfile (awaits the timestamps still being read). */
+  async profileReport(): Promise<ProfileEntry[]> {
+    if (!this.profiler) return [];
+    return this.profiler.report();
+  }
+
+  /** Forgets the GPU times measured so far (after a warm-up). */
+  async profileReset(): Promise<void> {
+    await this.profiler?.reset();
   }
 
   dispatch(d: Dispatch): void {
@@ -210,6 +279,10 @@ export class Recorder {
     const pipeline = this.pipeline(d);
     const slot = d.params ? this.paramSlot(d.params) : null;
     const group = this.bindGroup(d, pipeline, slot);
+    if (this.profiler) {
+      this.profiledDispatch(d, pipeline, group);
+      return;
+    }
     const pass = this.openPass();
     if (pipeline !== this.passPipeline) {
       pass.setPipeline(pipeline);
@@ -222,6 +295,21 @@ export class Recorder {
     // Safe at any point: everything recorded so far is ordered before what follows on the one queue, and the
     // uniform arena restarts only after its contents for this encoder were written (see submit).
     if (this.submitEvery > 0 && ++this.sinceSubmit >= this.submitEvery) this.flush();
+  }
+
+  private profiledDispatch(d: Dispatch, pipeline: GPUComputePipeline, group: GPUBindGroup): void {
+    const prof = this.profiler as Profiler;
+    if (!prof.hasRoom()) this.flush();
+    this.pass?.end();
+    this.pass = null;
+    if (!this.encoder) this.encoder = this.device.createCommandEncoder({ label: "specloop forward" });
+    const pass = this.encoder.beginComputePass({ timestampWrites: prof.next(`${d.key} x${d.workgroups}`) });
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, group);
+    const x = Math.min(d.workgroups, MAX_PER_DIM);
+    pass.dispatchWorkgroups(x, Math.ceil(d.workgroups / x));
+    pass.end();
+    this.dispatches++;
   }
 
   /**
@@ -237,7 +325,7 @@ export class Recorder {
 
   /** A new f32 [rows, cols] activation in a pooled buffer (never COPY_DST, see activationUsage). */
   activation(rows: number, cols: number): GpuActivation {
-    return new GpuActivation(rows, cols, this.pool.acquire(Math.max(16, rows * cols * 4), activationUsage()));
+    return new GpuActivation(rows, cols, this.pool.acquire(Math.max(16, rows * cols * 4), this.actUsage));
   }
 
   /** An upload buffer kept beyond the next submit (a batch's metadata); give it back with releaseAfterSubmit. */
@@ -261,12 +349,8 @@ export class Recorder {
     this.encoder = null;
     encoder.copyBufferToBuffer(source, 0, staging, 0, Math.ceil(bytes / 4) * 4);
     this.submit(encoder);
-    // A read ends a step (a decode step's argmax): the bind group generation turns over, once it holds
-    // something (a second read of the same step, with nothing recorded, must not age out the step's groups).
-    if (this.groups.size > 0) {
-      this.oldGroups = this.groups;
-      this.groups = new Map();
-    }
+    // A read ends a step (a decode step's argmax): the next dispatch is dispatch 0 of the next step.
+    this.stepDispatches = 0;
     await staging.mapAsync(GPUMapMode.READ, 0, staging.size);
     const out = staging.getMappedRange(0, staging.size).slice(0, bytes);
     staging.unmap();
@@ -286,7 +370,9 @@ export class Recorder {
 
   private submit(encoder: GPUCommandEncoder): void {
     this.flushArenaChunk();
+    const resolved = this.profiler?.resolve(encoder);
     this.device.queue.submit([encoder.finish()]);
+    resolved?.();
     this.submits++;
     this.sinceSubmit = 0;
     this.arenaChunk = 0;
@@ -302,7 +388,84 @@ export class Recorder {
     for (const b of this.arenaChunks) b.destroy();
     this.arenaChunks.length = 0;
     this.pipelines.clear();
-    this.groups.clear();
-    this.oldGroups.clear();
+    this.byIndex.length = 0;
+  }
+}
+
+export interface ProfileEntry {
+  /** The dispatch's pipeline key and workgroup count. */
+  kind: string;
+  count: number;
+  totalMs: number;
+}
+
+const PROFILE_QUERIES = 4096;
+
+/** Timestamp pairs of the dispatches of one encoder, resolved at its submit and read back asynchronously. */
+class Profiler {
+  private readonly querySet: GPUQuerySet;
+  private readonly resolveBuffer: GPUBuffer;
+  private kinds: string[] = [];
+  private readonly totals = new Map<string, { count: number; ns: number }>();
+  private readonly pending: Promise<void>[] = [];
+
+  constructor(private readonly device: GPUDevice) {
+    this.querySet = device.createQuerySet({ type: "timestamp", count: PROFILE_QUERIES });
+    this.resolveBuffer = device.createBuffer({
+      size: PROFILE_QUERIES * 8,
+      usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
+    });
+  }
+
+  hasRoom(): boolean {
+    return 2 * (this.kinds.length + 1) <= PROFILE_QUERIES;
+  }
+
+  next(kind: string): GPUComputePassTimestampWrites {
+    const i = this.kinds.length;
+    this.kinds.push(kind);
+    return { querySet: this.querySet, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 };
+  }
+
+  /** Adds the resolve to `encoder`; the returned function, called after the submit, starts the read. */
+  resolve(encoder: GPUCommandEncoder): (() => void) | undefined {
+    const kinds = this.kinds;
+    if (kinds.length === 0) return undefined;
+    this.kinds = [];
+    const bytes = kinds.length * 16;
+    const staging = this.device.createBuffer({
+      size: bytes,
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    });
+    encoder.resolveQuerySet(this.querySet, 0, 2 * kinds.length, this.resolveBuffer, 0);
+    encoder.copyBufferToBuffer(this.resolveBuffer, 0, staging, 0, bytes);
+    return () => {
+      this.pending.push(
+        staging.mapAsync(GPUMapMode.READ).then(() => {
+          const t = new BigUint64Array(staging.getMappedRange());
+          kinds.forEach((kind, i) => {
+            const ns = Number((t[2 * i + 1] as bigint) - (t[2 * i] as bigint));
+            const e = this.totals.get(kind) ?? { count: 0, ns: 0 };
+            e.count++;
+            e.ns += ns;
+            this.totals.set(kind, e);
+          });
+          staging.destroy();
+        }),
+      );
+    };
+  }
+
+  async report(): Promise<ProfileEntry[]> {
+    await Promise.all(this.pending.splice(0));
+    return [...this.totals]
+      .map(([kind, e]) => ({ kind, count: e.count, totalMs: e.ns / 1e6 }))
+      .sort((a, b) => b.totalMs - a.totalMs);
+  }
+
+  /** Forgets what was measured so far (e.g. after a warm-up). */
+  async reset(): Promise<void> {
+    await Promise.all(this.pending.splice(0));
+    this.totals.clear();
   }
 }

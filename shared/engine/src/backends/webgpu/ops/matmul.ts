@@ -1,16 +1,19 @@
 // y [n, m] = x [n, k] W^T + b, W in Hugging Face linear layout [m, k] (rows padded to 8 elements).
 //
 // Two kernels. Few rows (decode, a short verification): the matrix-vector kernel, memory-bound, reads each
-// weight once for all rows: 256 threads = 8 outputs x 32 lanes; a lane takes chunks of 8 weights with one
-// 16-byte load (two for f32), and the 32 lanes of an output are summed in workgroup memory. The same kernel
-// serves the fused ops (MatvecMode): q/k/v in one dispatch, gate/up with silu-mul, a residual in the epilogue. Many rows
-// (prefill): a tiled kernel, 64 x 64 outputs per workgroup of 16 x 16 threads, each 4 x 4, k in steps of
-// 16 through workgroup memory, so each weight is read from memory once per 64 rows.
+// weight once for all rows: 256 threads = 256 / tpr outputs x tpr threads (an output per subgroup, or two
+// when there are few outputs); a thread takes chunks of 8 weights with one 16-byte load (two for f32), and
+// an output's partial sums are added with subgroupAdd (workgroup memory on adapters without subgroups). The
+// same kernel serves the fused ops (MatvecMode): q/k/v in one dispatch, gate/up with silu-mul, a residual in
+// the epilogue, and any of them with the RMSNorm of x folded in. Many rows (prefill): a tiled kernel, 64 x 64
+// outputs per workgroup of 16 x 16 threads, each 4 x 4, k in steps of 16 through workgroup memory, so each
+// weight is read from memory once per 64 rows.
 import type { DType } from "../../../tensor.js";
 import { ParamBlock, type Recorder } from "../recorder.js";
 import { type GpuActivation, type GpuWeight, gpuBuf } from "../resources.js";
 import { F8_STRUCT, LINEAR_WORKGROUP, weightScalar, weightVec8 } from "../wgsl.js";
 import { encodeAdd } from "./add.js";
+import { encodeRmsNorm } from "./rms-norm.js";
 import { encodeSiluMul } from "./silu-mul.js";
 
 /**
@@ -19,8 +22,7 @@ import { encodeSiluMul } from "./silu-mul.js";
  * m / 64 workgroups, too few to fill a GPU.
  */
 export const MATVEC_MAX_ROWS = 16;
-const LANES = 32;
-const OUTS = 8;
+const MATVEC_WG = 256;
 const TILE = 64;
 const TK = 16;
 
@@ -32,6 +34,8 @@ const TK = 16;
  * - qkv: three weights with the same k stacked as one output range (q, then k, then v), each output written
  *   to its own buffer: the attention's three projections as one dispatch with enough outputs to fill the GPU
  *   (k and v alone are small).
+ * Any mode may also take the RMSNorm of x first (`norm`): the sum of squares of each row of x falls out of
+ * the same pass over x that the products make, so y = (x * g) W^T / rms(x) costs no extra dispatch.
  */
 export type MatvecMode = "plain" | "gateUp" | "qkv";
 
@@ -39,92 +43,191 @@ export interface MatvecSpec {
   /** A power of two >= the batch's rows (params.n): one pipeline serves several batch sizes. */
   rows: number;
   dtype: DType;
-  /** The bias's dtype, or null for none (plain only). */
+  /** The bias's dtype (qkv: of all three), or null for none. */
   bias: DType | null;
   /** Adds a residual [n, m] (plain only). */
   residual: boolean;
   mode: MatvecMode;
+  /** The fused RMSNorm's weight dtype, or null for none. */
+  norm: DType | null;
+  /** Threads per output (a multiple of the subgroup size, at least `rows`; 256 / tpr outputs per workgroup). */
+  tpr: number;
+  /** k is a multiple of 8: x is read as 16-byte vectors and there is no partial chunk. */
+  vec: boolean;
+  /** Subgroup size the reduction is built for (subgroupAdd), or 0: workgroup memory. */
+  sg: number;
+}
+
+/** The values a matrix-vector thread accumulates per row: the product, the up product, the sum of squares. */
+function matvecSums(spec: MatvecSpec): string[] {
+  return ["acc", ...(spec.mode === "gateUp" ? ["acc2"] : []), ...(spec.norm ? ["ss"] : [])];
 }
 
 /**
- * The matrix-vector kernel. One pipeline per `rows` keeps the number of pipelines (and lavapipe's compile
- * time, which grows with rows) small.
+ * The reduction of each output's `tpr` partial sums, leaving in `tot0`, `tot1`, ... (one per matvecSums) the
+ * totals of row `t` for threads t < n of the output. Subgroups: subgroupAdd, then workgroup memory when an
+ * output spans several subgroups; otherwise workgroup memory alone, one sum at a time (a row's partial sums
+ * padded by one so that the lanes summing different rows of a column hit different banks).
+ */
+function matvecReduce(spec: MatvecSpec): { decls: string; code: string } {
+  const sums = matvecSums(spec);
+  const R = spec.rows;
+  const totDecl = sums.map((_, i) => `var tot${i} = 0.0;`).join(" ");
+  if (spec.sg > 0) {
+    const ns = spec.tpr / spec.sg;
+    const shuffle = `for (var r = 0u; r < R; r++) {
+    if (r >= params.n) { break; }
+    ${sums.map((v) => `${v}[r] = subgroupAdd(${v}[r]);`).join(" ")}
+  }`;
+    if (ns === 1) {
+      return {
+        decls: "",
+        code: `${shuffle}
+  ${totDecl}
+  if (t < params.n) { ${sums.map((v, i) => `tot${i} = ${v}[t];`).join(" ")} }`,
+      };
+    }
+    const subs = MATVEC_WG / spec.sg;
+    return {
+      decls: `var<workgroup> red: array<f32, ${sums.length * R * subs}>;`,
+      code: `${shuffle}
+  let sgi = lid / ${spec.sg}u;
+  if (lid % ${spec.sg}u == 0u) {
+    for (var r = 0u; r < R; r++) {
+      ${sums.map((v, i) => `red[(${i}u * R + r) * ${subs}u + sgi] = ${v}[r];`).join(" ")}
+    }
+  }
+  workgroupBarrier();
+  ${totDecl}
+  if (t < params.n) {
+    let first = (lid / ${spec.tpr}u) * ${ns}u;
+    for (var i = 0u; i < ${ns}u; i++) {
+      ${sums.map((_, i) => `tot${i} += red[(${i}u * R + t) * ${subs}u + first + i];`).join(" ")}
+    }
+  }`,
+    };
+  }
+  const steps = sums.map(
+    (v, i) => `for (var r = 0u; r < R; r++) { part[r][lid] = ${v}[r]; }
+  workgroupBarrier();
+  if (t < params.n) {
+    let first = lid - t;
+    for (var l = 0u; l < ${spec.tpr}u; l++) { tot${i} += part[t][first + l]; }
+  }
+  workgroupBarrier();`,
+  );
+  return {
+    decls: `var<workgroup> part: array<array<f32, ${MATVEC_WG + 1}>, R>;`,
+    code: `${totDecl}
+  ${steps.join("\n  ")}`,
+  };
+}
+
+/**
+ * The matrix-vector kernel: 256 threads = 256 / tpr outputs x tpr threads; a thread takes chunks of 8
+ * weights with one 16-byte load (two for f32) for every row of x. One pipeline per `rows` keeps the number
+ * of pipelines (and lavapipe's compile time, which grows with rows) small.
  */
 export function matvecWgsl(spec: MatvecSpec): string {
-  const { rows, dtype, bias, residual, mode } = spec;
-  // Bindings in the order encodeMatvec passes buffers: x, the weight(s), the output(s), bias, residual.
-  let decls: string;
+  const { rows, dtype, bias, residual, mode, norm, tpr, vec, sg } = spec;
+  const gu = mode === "gateUp";
+  // Bindings in the order matvecBuffers passes them: x, norm, weight(s), output(s), bias(es), residual.
+  let next = 2;
+  const decls: string[] = [];
+  if (norm) decls.push(weightVec8(next++, "g", norm));
   let weightAt: string;
   if (mode === "qkv") {
-    decls = `${weightVec8(2, "wq", dtype)}
-${weightVec8(3, "wk", dtype)}
-${weightVec8(4, "wv", dtype)}
-@group(0) @binding(5) var<storage, read_write> yq: array<f32>;
-@group(0) @binding(6) var<storage, read_write> yk: array<f32>;
-@group(0) @binding(7) var<storage, read_write> yv: array<f32>;
-// The segment is the same for the 32 lanes of an output (one subgroup on most GPUs): no divergence.
+    decls.push(
+      weightVec8(next++, "wq", dtype),
+      weightVec8(next++, "wk", dtype),
+      weightVec8(next++, "wv", dtype),
+    );
+    for (const y of ["yq", "yk", "yv"])
+      decls.push(`@group(0) @binding(${next++}) var<storage, read_write> ${y}: array<f32>;`);
+    if (bias) for (const b of ["bq", "bk", "bv"]) decls.push(weightScalar(next++, b, bias));
+    decls.push(`// The segment is the same for all the threads of an output: no divergence.
 fn wAt8(seg: u32, c: u32) -> F8 {
   if (seg == 0u) { return wq8(c); }
   if (seg == 1u) { return wk8(c); }
   return wv8(c);
-}`;
+}`);
     weightAt = "wAt8(seg, ";
-  } else if (mode === "gateUp") {
-    decls = `${weightVec8(2, "w", dtype)}
-${weightVec8(3, "u", dtype)}
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;`;
-    weightAt = "w8(";
   } else {
-    let next = 4;
-    const extra: string[] = [];
-    if (bias) extra.push(weightScalar(next++, "bias", bias));
-    if (residual) extra.push(`@group(0) @binding(${next++}) var<storage, read> res: array<f32>;`);
-    decls = `${weightVec8(2, "w", dtype)}
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
-${extra.join("\n")}`;
+    decls.push(weightVec8(next++, "w", dtype));
+    if (gu) decls.push(weightVec8(next++, "u", dtype));
+    decls.push(`@group(0) @binding(${next++}) var<storage, read_write> y: array<f32>;`);
+    if (bias) decls.push(weightScalar(next++, "bias", bias));
+    if (residual) decls.push(`@group(0) @binding(${next++}) var<storage, read> res: array<f32>;`);
     weightAt = "w8(";
   }
-  const gu = mode === "gateUp";
+  // tot0: the product (the gate's in gateUp), tot1: the up product, then the sum of squares.
+  const ssTot = gu ? "tot2" : "tot1";
+  const scale = norm ? " * inv" : "";
   let store: string;
   if (mode === "qkv") {
-    store = `if (seg == 0u) { yq[lane * params.m0 + row] = sum; }
-    else if (seg == 1u) { yk[lane * params.m1 + row] = sum; }
-    else { yv[lane * (params.m - params.m0 - params.m1) + row] = sum; }`;
+    const b = (name: string) => (bias ? ` + ${name}At(row)` : "");
+    store = `if (seg == 0u) { yq[t * params.m0 + row] = tot0${scale}${b("bq")}; }
+    else if (seg == 1u) { yk[t * params.m1 + row] = tot0${scale}${b("bk")}; }
+    else { yv[t * (params.m - params.m0 - params.m1) + row] = tot0${scale}${b("bv")}; }`;
   } else if (gu) {
     // For g below about -88, e^-g overflows to +inf and g / inf is -0: the limit, no NaN (as siluMul).
-    store = "y[lane * params.m + j] = gsum / (1.0 + exp(-gsum)) * sum;";
+    store = `let g = tot0${scale};
+    y[t * params.m + j] = g / (1.0 + exp(-g)) * (tot1${scale});`;
   } else {
-    let v = "sum";
+    let v = `tot0${scale}`;
     if (bias) v += " + biasAt(j)";
     // residual + (x W^T + b), the order the reference's add(residual, matmul) sums in.
-    if (residual) v = `res[lane * params.m + j] + (${v})`;
-    store = `y[lane * params.m + j] = ${v};`;
+    if (residual) v = `res[t * params.m + j] + (${v})`;
+    store = `y[t * params.m + j] = ${v};`;
   }
-  const reduce = (into: string) => `if (lane < params.n && j < params.m) {
-    let first = lid - lane;
-    for (var l = 0u; l < ${LANES}u; l++) { ${into} += part[lane][first + l]; }
-  }`;
-  return `${LINEAR_WORKGROUP}
-${F8_STRUCT}
-// m: outputs in all; m0, m1: the sizes of the q and k segments (qkv mode only).
-struct Params { k: u32, m: u32, chunks: u32, full: u32, n: u32, m0: u32, m1: u32 }
-@group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-${decls}
-const R: u32 = ${rows}u;
-// Rows padded by one so that the lanes summing different rows of a column hit different banks.
-var<workgroup> part: array<array<f32, ${LANES * OUTS + 1}>, R>;
-
-fn x8(at: u32) -> F8 {
+  const reduce = matvecReduce(spec);
+  const xDecl = vec
+    ? `@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
+fn x8(r: u32, c: u32) -> F8 {
+  let at = r * (params.k / 4u) + 2u * c;
+  return F8(x[at], x[at + 1u]);
+}`
+    : `@group(0) @binding(1) var<storage, read> x: array<f32>;
+fn x8(r: u32, c: u32) -> F8 {
+  let at = r * params.k + c * 8u;
   return F8(vec4<f32>(x[at], x[at + 1u], x[at + 2u], x[at + 3u]),
             vec4<f32>(x[at + 4u], x[at + 5u], x[at + 6u], x[at + 7u]));
-}
+}`;
+  // The last, partial chunk (k % 8 values; scalar x only): its weights are zero padding past k, but x past k
+  // belongs to the next row (or past the buffer), so it is read element by element.
+  const arr8 = (v: string) =>
+    `array<f32, 8>(${v}.a.x, ${v}.a.y, ${v}.a.z, ${v}.a.w, ${v}.b.x, ${v}.b.y, ${v}.b.z, ${v}.b.w)`;
+  const partial = vec
+    ? ""
+    : `if (t == 0u && params.full < params.chunks) {
+      let wa = ${arr8(`${weightAt}rowChunk + params.full)`)};
+      ${gu ? `let ua = ${arr8("u8(rowChunk + params.full)")};` : ""}
+      ${norm ? `let ga = ${arr8("g8(params.full)")};` : ""}
+      for (var e = 0u; e < params.k - params.full * 8u; e++) {
+        for (var r = 0u; r < params.n; r++) {
+          var xe = x[r * params.k + params.full * 8u + e];
+          ${norm ? "ss[r] += xe * xe;\n          xe = xe * ga[e];" : ""}
+          acc[r] += wa[e] * xe;
+          ${gu ? "acc2[r] += ua[e] * xe;" : ""}
+        }
+      }
+    }`;
+  return `${sg > 0 ? "enable subgroups;\ndiagnostic(off, subgroup_uniformity);" : ""}
+${LINEAR_WORKGROUP}
+${F8_STRUCT}
+// m: outputs in all; m0, m1: the sizes of the q and k segments (qkv mode only); eps: the fused RMSNorm's.
+struct Params { k: u32, m: u32, chunks: u32, full: u32, n: u32, m0: u32, m1: u32, eps: f32 }
+@group(0) @binding(0) var<uniform> params: Params;
+${xDecl}
+${decls.join("\n")}
+const R: u32 = ${rows}u;
+${reduce.decls}
 
-@compute @workgroup_size(${LANES * OUTS})
+@compute @workgroup_size(${MATVEC_WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-  let lane = lid % ${LANES}u;
-  let j = linearWorkgroup(wid, nwg) * ${OUTS}u + lid / ${LANES}u;
+  let t = lid % ${tpr}u;
+  let j = linearWorkgroup(wid, nwg) * ${MATVEC_WG / tpr}u + lid / ${tpr}u;
   ${
     mode === "qkv"
       ? `// Which weight output j is in, and its row there.
@@ -132,59 +235,28 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let row = j - select(select(params.m0 + params.m1, params.m0, seg == 1u), 0u, seg == 0u);`
       : "let row = j;"
   }
-  var acc: array<f32, R>;
-  ${gu ? "var acc2: array<f32, R>;" : ""}
+  ${matvecSums(spec)
+    .map((v) => `var ${v}: array<f32, R>;`)
+    .join("\n  ")}
   if (j < params.m) {
     let rowChunk = row * params.chunks;
     // Whole chunks: k / 8 of them, no bounds checks on x.
-    for (var c = lane; c < params.full; c += ${LANES}u) {
+    for (var c = t; c < params.full; c += ${tpr}u) {
       let wv = ${weightAt}rowChunk + c);
       ${gu ? "let uv = u8(rowChunk + c);" : ""}
+      ${norm ? "let gv = g8(c);" : ""}
       for (var r = 0u; r < R; r++) {
         if (r >= params.n) { break; }
-        let xv = x8(r * params.k + c * 8u);
+        ${norm ? "let xr = x8(r, c);\n        ss[r] += dot(xr.a, xr.a) + dot(xr.b, xr.b);\n        let xv = F8(xr.a * gv.a, xr.b * gv.b);" : "let xv = x8(r, c);"}
         acc[r] += dot(wv.a, xv.a) + dot(wv.b, xv.b);
         ${gu ? "acc2[r] += dot(uv.a, xv.a) + dot(uv.b, xv.b);" : ""}
       }
     }
-    // The last, partial chunk (k % 8 values): its weights are zero padding past k, but x past k belongs to
-    // the next row (or past the buffer), so it is read element by element.
-    if (lane == 0u && params.full < params.chunks) {
-      let wv = ${weightAt}rowChunk + params.full);
-      let wa = array<f32, 8>(wv.a.x, wv.a.y, wv.a.z, wv.a.w, wv.b.x, wv.b.y, wv.b.z, wv.b.w);
-      ${
-        gu
-          ? `let uv = u8(rowChunk + params.full);
-      let ua = array<f32, 8>(uv.a.x, uv.a.y, uv.a.z, uv.a.w, uv.b.x, uv.b.y, uv.b.z, uv.b.w);`
-          : ""
-      }
-      for (var e = 0u; e < params.k - params.full * 8u; e++) {
-        for (var r = 0u; r < params.n; r++) {
-          let xe = x[r * params.k + params.full * 8u + e];
-          acc[r] += wa[e] * xe;
-          ${gu ? "acc2[r] += ua[e] * xe;" : ""}
-        }
-      }
-    }
+    ${partial}
   }
-  // Lane r of each output sums that output's 32 partial sums of row r: one barrier, and code that does
-  // not grow with R (a tree reduction unrolled per row made lavapipe's compile time grow past 10 s).
-  for (var r = 0u; r < R; r++) { part[r][lid] = acc[r]; }
-  workgroupBarrier();
-  ${
-    gu
-      ? `// The gate's sums first, then the same workgroup memory for the up projection's (two arrays of
-  // partial sums would pass lavapipe's 32 KiB of workgroup memory at 16 rows).
-  var gsum = 0.0;
-  ${reduce("gsum")}
-  workgroupBarrier();
-  for (var r = 0u; r < R; r++) { part[r][lid] = acc2[r]; }
-  workgroupBarrier();`
-      : ""
-  }
-  var sum = 0.0;
-  ${reduce("sum")}
-  if (lane < params.n && j < params.m) {
+  ${reduce.code}
+  if (j < params.m && t < params.n) {
+    ${norm ? `// As rms-norm.ts: 1 / sqrt, not inverseSqrt.\n    let inv = 1.0 / sqrt(${ssTot} / f32(params.k) + params.eps);` : ""}
     ${store}
   }
 }`;
@@ -256,23 +328,124 @@ function matvecRows(n: number): number {
   return 2 ** Math.ceil(Math.log2(n));
 }
 
-function matvecParams(k: number, m: number, w: GpuWeight, n: number, m0 = 0, m1 = 0): ParamBlock {
-  return new ParamBlock()
-    .u32(k)
-    .u32(m)
-    .u32(w.rowStride / 8)
-    .u32(Math.floor(k / 8))
-    .u32(n)
-    .u32(m0)
-    .u32(m1);
-}
-
 function checkLinear(op: string, x: GpuActivation, w: GpuWeight): [number, number] {
   const [m, k] = w.shape as [number, number];
   if (w.shape.length !== 2 || k !== x.cols) {
     throw new RangeError(`${op}: x [${x.rows}, ${x.cols}] by weight ${w.name} [${w.shape}]`);
   }
   return [m, k];
+}
+
+/** A fused RMSNorm of the matrix-vector kernel's input: its weight [k] and epsilon. */
+export interface MatvecNorm {
+  weight: GpuWeight;
+  eps: number;
+}
+
+function checkNorm(op: string, x: GpuActivation, norm: MatvecNorm | undefined): void {
+  if (norm && norm.weight.rows * norm.weight.cols !== x.cols)
+    throw new RangeError(`${op}: norm weight [${norm.weight.shape}] for ${x.cols} columns`);
+}
+
+/**
+ * Records one matrix-vector dispatch (x.rows <= MATVEC_MAX_ROWS): `weights` (1, or 2 for gateUp, or 3 for qkv)
+ * into `outs`, with the options of MatvecSpec. m: outputs in all (qkv: m0 + m1 + the v rows).
+ */
+function dispatchMatvec(
+  rec: Recorder,
+  mode: MatvecMode,
+  x: GpuActivation,
+  weights: readonly GpuWeight[],
+  outs: readonly GpuActivation[],
+  m: number,
+  opts: {
+    norm?: MatvecNorm;
+    biases?: readonly GpuWeight[];
+    residual?: GpuActivation;
+    m0?: number;
+    m1?: number;
+  } = {},
+): void {
+  const w = weights[0] as GpuWeight;
+  const k = x.cols;
+  const n = x.rows;
+  const sg = rec.subgroupSize >= 4 && rec.subgroupSize <= 128 ? rec.subgroupSize : 0;
+  // An output per subgroup (32 threads without subgroups); few outputs (o_proj, down: 1024) get two, which
+  // keeps more loads in flight per output. (On lavapipe, subgroups of 8, both paths of matvecReduce run.)
+  // Thread t of an output stores row t, so an output has at least as many threads as rows.
+  const rows = matvecRows(n);
+  const tpr = Math.max((sg || 32) * (m <= 2048 ? 2 : 1), rows);
+  const spec: MatvecSpec = {
+    rows,
+    dtype: w.dtype,
+    bias: opts.biases?.[0]?.dtype ?? null,
+    residual: opts.residual !== undefined,
+    mode,
+    norm: opts.norm?.weight.dtype ?? null,
+    tpr,
+    vec: k % 8 === 0,
+    sg,
+  };
+  const kernel = matvecKernel(spec);
+  const buffers: GPUBuffer[] = [gpuBuf(x)];
+  if (opts.norm) buffers.push(opts.norm.weight.buffer);
+  for (const wt of weights) buffers.push(wt.buffer);
+  for (const o of outs) buffers.push(gpuBuf(o));
+  if (opts.biases) for (const b of opts.biases) buffers.push(b.buffer);
+  if (opts.residual) buffers.push(gpuBuf(opts.residual));
+  rec.dispatch({
+    key: kernel.key,
+    wgsl: kernel.wgsl,
+    params: new ParamBlock()
+      .u32(k)
+      .u32(m)
+      .u32(w.rowStride / 8)
+      .u32(Math.floor(k / 8))
+      .u32(n)
+      .u32(opts.m0 ?? 0)
+      .u32(opts.m1 ?? 0)
+      .f32(opts.norm?.eps ?? 0),
+    buffers,
+    workgroups: Math.ceil(m / (MATVEC_WG / tpr)),
+  });
+}
+
+const MODES: readonly MatvecMode[] = ["plain", "gateUp", "qkv"];
+const DTYPE_CODES: Record<DType, number> = { f32: 1, f16: 2, bf16: 3 };
+/** Pipeline keys and sources by a number packed from the spec: the recording path builds no key string. */
+const matvecKernels = new Map<number, { key: string; wgsl: () => string }>();
+
+function matvecKernel(spec: MatvecSpec): { key: string; wgsl: () => string } {
+  const dt = (d: DType | null) => (d === null ? 0 : DTYPE_CODES[d]);
+  let code = MODES.indexOf(spec.mode);
+  code = code * 32 + spec.rows;
+  code = code * 4 + dt(spec.dtype);
+  code = code * 4 + dt(spec.bias);
+  code = code * 2 + (spec.residual ? 1 : 0);
+  code = code * 4 + dt(spec.norm);
+  code = code * 512 + spec.tpr;
+  code = code * 2 + (spec.vec ? 1 : 0);
+  code = code * 256 + spec.sg;
+  let k = matvecKernels.get(code);
+  if (!k) {
+    const s = { ...spec };
+    k = {
+      key: `matvec:${s.mode}:${s.rows}:${s.dtype}:${s.bias}:${s.residual}:${s.norm}:${s.tpr}:${s.vec}:${s.sg}`,
+      wgsl: () => matvecWgsl(s),
+    };
+    matvecKernels.set(code, k);
+  }
+  return k;
+}
+
+/** x, RMS-normalised first when `norm` is given, as its own activation (the unfused path). */
+function normed(rec: Recorder, x: GpuActivation, norm: MatvecNorm | undefined): GpuActivation {
+  return norm ? encodeRmsNorm(rec, x, norm.weight, norm.eps, x.cols) : x;
+}
+
+/** Releases `a` when it is not `x` (an intermediate made by `normed`). */
+function dropNormed(rec: Recorder, a: GpuActivation, x: GpuActivation): void {
+  if (a !== x) rec.pool.release(gpuBuf(a));
 }
 
 /** residual + x W^T (+ bias) in one dispatch (few rows), else the product then an add. */
@@ -283,7 +456,7 @@ export function encodeMatmulAdd(
   residual: GpuActivation,
   bias?: GpuWeight,
 ): GpuActivation {
-  const [m, k] = checkLinear("matmulAdd", x, w);
+  const [m] = checkLinear("matmulAdd", x, w);
   if (residual.rows !== x.rows || residual.cols !== m) {
     throw new RangeError(`matmulAdd: residual [${residual.rows}, ${residual.cols}] for [${x.rows}, ${m}]`);
   }
@@ -297,62 +470,43 @@ export function encodeMatmulAdd(
     return out;
   }
   const y = rec.activation(n, m);
-  const spec: MatvecSpec = {
-    rows: matvecRows(n),
-    dtype: w.dtype,
-    bias: bias?.dtype ?? null,
-    residual: true,
-    mode: "plain",
-  };
-  rec.dispatch({
-    key: `matvec:${spec.rows}:${spec.dtype}:${spec.bias}:res`,
-    wgsl: () => matvecWgsl(spec),
-    params: matvecParams(k, m, w, n),
-    buffers: [gpuBuf(x), w.buffer, gpuBuf(y), ...(bias ? [bias.buffer] : []), gpuBuf(residual)],
-    workgroups: Math.ceil(m / OUTS),
-  });
+  dispatchMatvec(rec, "plain", x, [w], [y], m, { biases: bias ? [bias] : undefined, residual });
   return y;
 }
 
-/** silu(x G^T) * (x U^T) in one dispatch (few rows), else two products and siluMul. */
+/** silu(x' G^T) * (x' U^T), x' = rmsNorm(x) when `norm` is given, in one dispatch (few rows). */
 export function encodeGateUpSilu(
   rec: Recorder,
   x: GpuActivation,
   gate: GpuWeight,
   up: GpuWeight,
+  norm?: MatvecNorm,
 ): GpuActivation {
   const [m, k] = checkLinear("gateUpSilu", x, gate);
   if (up.shape[0] !== m || up.shape[1] !== k || up.dtype !== gate.dtype || up.shape.length !== 2) {
     throw new RangeError(`gateUpSilu: gate ${gate.dtype} [${gate.shape}], up ${up.dtype} [${up.shape}]`);
   }
+  checkNorm("gateUpSilu", x, norm);
   const n = x.rows;
   if (n === 0 || n > MATVEC_MAX_ROWS) {
-    const g = encodeMatmul(rec, x, gate);
-    const u = encodeMatmul(rec, x, up);
+    const xn = normed(rec, x, norm);
+    const g = encodeMatmul(rec, xn, gate);
+    const u = encodeMatmul(rec, xn, up);
+    dropNormed(rec, xn, x);
     const out = encodeSiluMul(rec, g, u);
     rec.pool.release(gpuBuf(g));
     rec.pool.release(gpuBuf(u));
     return out;
   }
   const y = rec.activation(n, m);
-  const spec: MatvecSpec = {
-    rows: matvecRows(n),
-    dtype: gate.dtype,
-    bias: null,
-    residual: false,
-    mode: "gateUp",
-  };
-  rec.dispatch({
-    key: `matvec:${spec.rows}:${spec.dtype}:gateUp`,
-    wgsl: () => matvecWgsl(spec),
-    params: matvecParams(k, m, gate, n),
-    buffers: [gpuBuf(x), gate.buffer, up.buffer, gpuBuf(y)],
-    workgroups: Math.ceil(m / OUTS),
-  });
+  dispatchMatvec(rec, "gateUp", x, [gate, up], [y], m, { norm });
   return y;
 }
 
-/** x q^T, x k^T, x v^T in one dispatch (few rows, no biases, one dtype), else three products. */
+/**
+ * x' q^T, x' k^T, x' v^T (+ biases), x' = rmsNorm(x) when `norm` is given: one dispatch (few rows, one
+ * dtype, all three biases or none), else three products.
+ */
 export function encodeQkvProject(
   rec: Recorder,
   x: GpuActivation,
@@ -360,75 +514,77 @@ export function encodeQkvProject(
   wk: GpuWeight,
   wv: GpuWeight,
   biases: readonly (GpuWeight | undefined)[],
+  norm?: MatvecNorm,
 ): [GpuActivation, GpuActivation, GpuActivation] {
-  const [mq, k] = checkLinear("qkvProject", x, wq);
+  const [mq] = checkLinear("qkvProject", x, wq);
   const [mk] = checkLinear("qkvProject", x, wk);
   const [mv] = checkLinear("qkvProject", x, wv);
+  checkNorm("qkvProject", x, norm);
+  const outs = [mq, mk, mv];
+  biases.forEach((b, i) => {
+    if (b && b.rows * b.cols !== outs[i])
+      throw new RangeError(`qkvProject: bias [${b.shape}] for ${outs[i]} outputs`);
+  });
   const n = x.rows;
+  const allBiases = biases.length === 3 && biases.every((b) => b !== undefined);
   const fused =
     n > 0 &&
     n <= MATVEC_MAX_ROWS &&
-    biases.every((b) => b === undefined) &&
+    (allBiases ? biases.every((b) => b?.dtype === biases[0]?.dtype) : biases.every((b) => b === undefined)) &&
     wk.dtype === wq.dtype &&
     wv.dtype === wq.dtype;
   if (!fused) {
-    return [
-      encodeMatmul(rec, x, wq, biases[0]),
-      encodeMatmul(rec, x, wk, biases[1]),
-      encodeMatmul(rec, x, wv, biases[2]),
+    const xn = normed(rec, x, norm);
+    const out: [GpuActivation, GpuActivation, GpuActivation] = [
+      encodeMatmul(rec, xn, wq, biases[0]),
+      encodeMatmul(rec, xn, wk, biases[1]),
+      encodeMatmul(rec, xn, wv, biases[2]),
     ];
+    dropNormed(rec, xn, x);
+    return out;
   }
   const q = rec.activation(n, mq);
   const kk = rec.activation(n, mk);
   const v = rec.activation(n, mv);
-  const m = mq + mk + mv;
-  const spec: MatvecSpec = { rows: matvecRows(n), dtype: wq.dtype, bias: null, residual: false, mode: "qkv" };
-  rec.dispatch({
-    key: `matvec:${spec.rows}:${spec.dtype}:qkv`,
-    wgsl: () => matvecWgsl(spec),
-    params: matvecParams(k, m, wq, n, mq, mk),
-    buffers: [gpuBuf(x), wq.buffer, wk.buffer, wv.buffer, gpuBuf(q), gpuBuf(kk), gpuBuf(v)],
-    workgroups: Math.ceil(m / OUTS),
+  dispatchMatvec(rec, "qkv", x, [wq, wk, wv], [q, kk, v], mq + mk + mv, {
+    norm,
+    biases: allBiases ? (biases as GpuWeight[]) : undefined,
+    m0: mq,
+    m1: mk,
   });
   return [q, kk, v];
 }
 
-export function encodeMatmul(rec: Recorder, x: GpuActivation, w: GpuWeight, bias?: GpuWeight): GpuActivation {
-  const [m, k] = w.shape as [number, number];
-  if (w.shape.length !== 2 || k !== x.cols) {
-    throw new RangeError(`matmul: x [${x.rows}, ${x.cols}] by weight ${w.name} [${w.shape}]`);
-  }
+/** x' W^T (+ bias), x' = rmsNorm(x) when `norm` is given (fused on the matrix-vector path). */
+export function encodeMatmul(
+  rec: Recorder,
+  x: GpuActivation,
+  w: GpuWeight,
+  bias?: GpuWeight,
+  norm?: MatvecNorm,
+): GpuActivation {
+  const [m, k] = checkLinear("matmul", x, w);
   if (bias && bias.rows * bias.cols !== m)
     throw new RangeError(`matmul: bias [${bias.shape}] for ${m} outputs`);
-  const y = rec.activation(x.rows, m);
+  checkNorm("matmul", x, norm);
   const n = x.rows;
-  if (n === 0) return y;
-  const buffers = [gpuBuf(x), w.buffer, gpuBuf(y), ...(bias ? [bias.buffer] : [])];
-  const biasDtype = bias?.dtype ?? null;
+  if (n === 0) return rec.activation(n, m);
   if (n <= MATVEC_MAX_ROWS) {
-    const spec: MatvecSpec = {
-      rows: matvecRows(n),
-      dtype: w.dtype,
-      bias: biasDtype,
-      residual: false,
-      mode: "plain",
-    };
-    rec.dispatch({
-      key: `matvec:${spec.rows}:${w.dtype}:${biasDtype}`,
-      wgsl: () => matvecWgsl(spec),
-      params: matvecParams(k, m, w, n),
-      buffers,
-      workgroups: Math.ceil(m / OUTS),
-    });
+    const y = rec.activation(n, m);
+    dispatchMatvec(rec, "plain", x, [w], [y], m, { norm, biases: bias ? [bias] : undefined });
     return y;
   }
+  const xn = normed(rec, x, norm);
+  const y = rec.activation(n, m);
+  const biasDtype = bias?.dtype ?? null;
   const tilesM = Math.ceil(m / TILE);
   rec.dispatch({
     key: `matmulTiled:${w.dtype}:${biasDtype}`,
     wgsl: () => tiledWgsl(w.dtype, biasDtype),
     params: new ParamBlock().u32(n).u32(k).u32(m).u32(w.rowStride).u32(tilesM),
-    buffers,
+    buffers: [gpuBuf(xn), w.buffer, gpuBuf(y), ...(bias ? [bias.buffer] : [])],
     workgroups: tilesM * Math.ceil(n / TILE),
   });
+  dropNormed(rec, xn, x);
   return y;
 }

@@ -292,7 +292,11 @@ export interface SamplingParams {
   topP: number;
   /** Keep only the k most likely tokens; 0 means no limit. */
   topK: number;
-  /** Seed for reproducible sampling; unset means the node picks one and reports it in the trace. */
+  /**
+   * Seed for reproducible sampling (the same seed, prompt, parameters and drafter give the same output;
+   * another drafter gives another sample from the same distribution); unset means the node picks one and
+   * reports it in the trace.
+   */
   seed?:
     | number
     | undefined;

@@ -1,0 +1,310 @@
+// The inference node assembled: the engine on the configured backend, the KV pool sized from its budget,
+// the drafters, the speculative decoder behind the scheduler, the acceptance book, traces out to JetStream
+// and the fleet's traces in (into the suffix tree), metrics, and the status the heartbeat reports.
+import { resolve } from "node:path";
+import { type Bus, consumeTraces, type RunningConsumer, SpeculatorRegistry } from "@specloop/bus";
+import {
+  blocksForBudget,
+  KvManager,
+  type LoadedModel,
+  loadModelDir,
+  Model,
+  Rng,
+  selectBackend,
+  type Tokenizer,
+} from "@specloop/engine";
+import { NodeStatus } from "@specloop/proto";
+import type { Logger } from "@specloop/runtime";
+import {
+  type Drafter,
+  type DrafterKind,
+  DraftModelDrafter,
+  parseBudgetPolicyOptions,
+  policyBudget,
+  SpeculativeDecoder,
+  SuffixDrafter,
+} from "@specloop/speculation";
+import type { Registry } from "prom-client";
+import { AcceptanceBook } from "./acceptance.js";
+import type { InferenceConfig } from "./config.js";
+import { type NodeMetrics, nodeMetrics } from "./metrics.js";
+import type { RequestLimits } from "./requests.js";
+import { type FinishedRequest, type NodeRequest, Scheduler } from "./scheduler.js";
+import { RoutedEagleDrafter, SpeculatorSwapper, type SwapOutcome } from "./speculators.js";
+import { buildTrace, TracePublisher } from "./traces.js";
+
+export const SERVICE_VERSION = "0.1.0";
+
+export interface NodeIdentity {
+  nodeId: string;
+  modelId: string;
+  startedAt: number;
+}
+
+export interface OpenNodeOptions {
+  config: InferenceConfig;
+  logger: Logger;
+  registry: Registry;
+  /** Absent: no traces out, no fleet traces in, no speculator swaps (in-process tests of the API alone). */
+  bus?: Bus;
+  /** Told of every speculator swap or refusal (tests wait on it). */
+  onSwap?: (outcome: SwapOutcome) => void;
+}
+
+export class InferenceNode {
+  readonly identity: NodeIdentity;
+  readonly limits: RequestLimits;
+  readonly scheduler: Scheduler;
+  readonly acceptance = new AcceptanceBook();
+  readonly metrics: NodeMetrics;
+  private traces: TracePublisher | undefined;
+  private fleet: RunningConsumer | undefined;
+  private swapper: SpeculatorSwapper | undefined;
+  /** The learned drafter, routing live and canary; offered to requests once a live head is loaded. */
+  readonly eagle: RoutedEagleDrafter;
+  /** Draws which requests' traces carry hidden features (the share, not the exact requests, matters). */
+  private readonly featureRng = new Rng(0x9e3779b9);
+
+  private constructor(
+    private readonly options: OpenNodeOptions,
+    /** The model's tokenizer (the node keeps no host copy of the weights once they are uploaded). */
+    readonly tokenizer: Tokenizer,
+    private readonly chatTemplate: LoadedModel["chatTemplate"],
+    modelId: string,
+    readonly model: Model,
+    readonly backendKind: string,
+    readonly kv: KvManager,
+    readonly decoder: SpeculativeDecoder,
+    readonly drafters: Map<DrafterKind, Drafter>,
+    readonly suffix: SuffixDrafter,
+  ) {
+    const { config } = options;
+    this.eagle = new RoutedEagleDrafter({
+      depth: Math.max(1, config.speculation.maxDraftTokens),
+      blockSize: kv.blockSize,
+    });
+    this.identity = { nodeId: config.node.id, modelId, startedAt: Date.now() };
+    this.metrics = nodeMetrics(options.registry);
+    this.metrics.kvBlocksTotal.set(kv.spec.numBlocks);
+    const tok = tokenizer;
+    const chat = chatTemplate;
+    this.limits = {
+      modelId,
+      vocabSize: model.config.vocabSize,
+      contextLength: model.config.maxPositions,
+      eosTokenIds: model.config.eosTokenIds,
+      defaultMaxTokens: config.scheduler.defaultMaxTokens,
+      maxTokensLimit: Math.min(config.scheduler.maxTokensLimit, model.config.maxPositions),
+      maxDraftTokens: config.speculation.maxDraftTokens,
+      defaultDrafter: config.speculation.defaultDrafter,
+      availableDrafters: () => new Set(this.drafters.keys()),
+      tokenizer: tok,
+      renderChat:
+        chat === undefined ? undefined : (messages) => chat.render(messages, { addGenerationPrompt: true }),
+    };
+    this.scheduler = new Scheduler({
+      model,
+      tokenizer: tok,
+      kv,
+      decoder,
+      maxBatch: config.scheduler.maxBatch,
+      maxQueue: config.scheduler.maxQueue,
+      prefillTokensPerStep: config.scheduler.prefillTokensPerStep,
+      maxDraftTokens: config.speculation.maxDraftTokens,
+      resolveDrafter: (r) => this.resolveDrafter(r),
+      onFinished: (r) => this.finished(r),
+      onStep: ({ rows, seconds }) => {
+        this.metrics.stepSeconds.observe(seconds);
+        this.metrics.stepRows.observe(rows);
+        this.metrics.queueDepth.set(this.scheduler.queueDepth);
+        this.metrics.running.set(this.scheduler.runningCount);
+        this.metrics.kvBlocksUsed.set(kv.spec.numBlocks - kv.numFreeBlocks);
+      },
+    });
+  }
+
+  static async open(options: OpenNodeOptions): Promise<InferenceNode> {
+    const { config, logger } = options;
+    const selected = await selectBackend(config.node.backend, {
+      cpu: config.node.cpuThreads > 0 ? { threads: config.node.cpuThreads } : {},
+    });
+    for (const note of selected.notes) logger.info(`backend: ${note}`);
+    const loaded = await loadModelDir(resolve(config.node.modelDir));
+    const model = Model.load(selected.backend, loaded);
+    const bs = config.scheduler.kvBlockSize;
+    const spec = model.kvSpec(0, bs);
+    const numBlocks = blocksForBudget(config.scheduler.kvBudgetMib * 2 ** 20, spec);
+    if (numBlocks < 2) {
+      throw new Error(`scheduler.kv_budget_mib ${config.scheduler.kvBudgetMib} holds fewer than 2 KV blocks`);
+    }
+    const kv = new KvManager(model.backend, model.kvSpec(numBlocks, bs));
+    const drafters = new Map<DrafterKind, Drafter>();
+    const suffix = new SuffixDrafter({ fleetMaxTokens: config.speculation.suffixFleetTokens });
+    drafters.set("suffix", suffix);
+    if (config.speculation.draftModelDir !== "") {
+      const draftLoaded = await loadModelDir(resolve(config.speculation.draftModelDir));
+      const draft = Model.load(selected.backend, draftLoaded);
+      // The draft model's KV: enough for every running sequence at the target's context, within an eighth
+      // of the target's budget.
+      const draftBlocks = Math.max(
+        64,
+        blocksForBudget((config.scheduler.kvBudgetMib * 2 ** 20) / 8, draft.kvSpec(0, bs)),
+      );
+      drafters.set(
+        "draft-model",
+        new DraftModelDrafter(draft, model.config.vocabSize, {
+          numBlocks: draftBlocks,
+          blockSize: bs,
+          maxDepth: config.speculation.maxDraftTokens,
+        }),
+      );
+    }
+    const maxDraft = config.speculation.maxDraftTokens;
+    const decoder = new SpeculativeDecoder({
+      model,
+      kv,
+      drafters,
+      budgetFor:
+        config.speculation.budget === "max"
+          ? () => maxDraft
+          : policyBudget(parseBudgetPolicyOptions({ maxBudget: maxDraft })),
+      traceTopK: config.traces.topk,
+      recordSteps: config.traces.enabled,
+    });
+    const node = new InferenceNode(
+      options,
+      loaded.tokenizer,
+      loaded.chatTemplate,
+      loaded.modelId,
+      model,
+      selected.used,
+      kv,
+      decoder,
+      drafters,
+      suffix,
+    );
+    logger.info(
+      { model: loaded.modelId, backend: selected.used, kvBlocks: numBlocks, drafters: [...drafters.keys()] },
+      "inference node: engine ready",
+    );
+    if (options.bus !== undefined) await node.connect(options.bus);
+    return node;
+  }
+
+  /** Traces out, fleet traces in. */
+  private async connect(bus: Bus): Promise<void> {
+    const { config, logger } = this.options;
+    if (config.traces.enabled) {
+      this.traces = new TracePublisher(bus, logger, {
+        bufferSize: config.traces.bufferSize,
+        maxMessageBytes: config.bus.traceStream.maxMessageBytes,
+        onPublished: () => this.metrics.tracesPublished.inc(),
+        onDropped: (reason) => this.metrics.traceDrops.inc({ reason }),
+      });
+    }
+    const registry = await SpeculatorRegistry.open(bus.js);
+    this.swapper = new SpeculatorSwapper({
+      registry,
+      modelId: this.identity.modelId,
+      target: this.model,
+      eagle: this.eagle,
+      atStepBoundary: async (fn) => {
+        const out = await this.scheduler.runExclusive(fn);
+        // Offered to requests from the first live head on.
+        if (this.eagle.live !== undefined) this.drafters.set("eagle", this.eagle);
+        return out;
+      },
+      metrics: this.metrics,
+      logger,
+      ...(this.options.onSwap ? { onOutcome: this.options.onSwap } : {}),
+    });
+    await this.swapper.start();
+    if (config.traces.consumeFleet) {
+      // Every node's outputs (this one's included) feed the fleet suffix tree: one durable consumer per
+      // node, since each node needs every trace (a shared durable would split them between nodes).
+      this.fleet = await consumeTraces(bus, {
+        modelId: this.identity.modelId,
+        durable: `fleet-suffix-${this.identity.nodeId.replace(/[^A-Za-z0-9_-]/g, "_")}`,
+        logger,
+        handler: (trace) => {
+          if (trace.outputTokenIds.length > 0) {
+            this.suffix.ingestFleetOutput(trace.outputTokenIds, trace.promptTokenIds);
+          }
+          return "ack";
+        },
+      });
+    }
+  }
+
+  private resolveDrafter(r: NodeRequest): DrafterKind {
+    const kind =
+      r.drafter !== "auto" ? r.drafter : this.acceptance.choose([...this.drafters.keys()], r.domain);
+    if (kind === "eagle") r.speculatorRole = this.eagle.route(r.id);
+    return kind;
+  }
+
+  /** Whether this request's trace carries hidden features (a configured share, drawn per request). */
+  sampleFeatures(): number[] {
+    const { traces } = this.options.config;
+    if (!traces.enabled || traces.featureSampleShare <= 0) return [];
+    if (this.featureRng.next() >= traces.featureSampleShare) return [];
+    return traces.featureLayers.length > 0 ? traces.featureLayers : [this.model.config.numLayers - 1];
+  }
+
+  private finished(r: FinishedRequest): void {
+    const { seq } = r;
+    this.metrics.requests.inc({ finish_reason: r.reason });
+    if (seq.targetPasses > 0) {
+      const d = this.decoder.drafter(seq.drafter);
+      const version = d?.versionFor?.(seq.id) ?? d?.version ?? "";
+      this.metrics.outputTokens.inc({ drafter: seq.drafter }, seq.verifiedTokens);
+      this.metrics.targetPasses.inc({ drafter: seq.drafter }, seq.targetPasses);
+      this.metrics.acceptedPerPass.observe(
+        { drafter: seq.drafter, version },
+        seq.verifiedTokens / seq.targetPasses,
+      );
+      if (seq.drafter !== "none") {
+        this.acceptance.record(seq.drafter, version, r.request.domain, seq.targetPasses, seq.verifiedTokens);
+      }
+    }
+    if (this.traces !== undefined && r.error === undefined && seq.outputLength > 0) {
+      const trace = buildTrace(
+        r,
+        {
+          nodeId: this.identity.nodeId,
+          modelId: this.identity.modelId,
+          role: r.request.speculatorRole,
+          requestedDrafter: r.request.drafter,
+        },
+        this.model.config.hiddenSize,
+      );
+      this.traces.offer(trace);
+    }
+  }
+
+  status(now = Date.now()): NodeStatus {
+    return NodeStatus.fromPartial({
+      nodeId: this.identity.nodeId,
+      modelId: this.identity.modelId,
+      backend: this.backendKind,
+      speculators: [...this.eagle.manifests.values()],
+      runningRequests: this.scheduler.runningCount,
+      waitingRequests: this.scheduler.queueDepth,
+      kvBlocksUsed: this.kv.spec.numBlocks - this.kv.numFreeBlocks,
+      kvBlocksTotal: this.kv.spec.numBlocks,
+      acceptance: this.acceptance.stats(),
+      uptimeSeconds: (now - this.identity.startedAt) / 1000,
+      reportedAt: new Date(now),
+      version: SERVICE_VERSION,
+      contextLength: this.model.config.maxPositions,
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.swapper?.stop();
+    await this.scheduler.close();
+    await this.fleet?.stop();
+    await this.traces?.flush(2_000);
+    this.model.backend.destroy();
+  }
+}
