@@ -78,6 +78,8 @@ for (const [i, [n, k, m, bias]] of (
     [16, 513, 70, false],
     [17, 96, 33, true],
     [70, 100, 130, true],
+    [144, 64, 40, false],
+    [257, 96, 70, true],
   ] as const
 ).entries()) {
   const dtype = DTYPES[i % 3] as DType;
@@ -114,15 +116,17 @@ for (let n = 1; n <= 16; n++) {
   });
 }
 
-// The optional fused ops, on the matrix-vector path (n <= 16, odd k for the partial chunk) and past it
-// (n = 17: the backend's own fallback). A backend without the op is checked through the plain ops, which
-// is what forward() runs for it.
+// The optional fused ops, on the matrix-vector path (one chunk of n <= 16 rows, or several: n = 17, 40; odd
+// k for the partial chunk) and past it (n = 257: the backend's own fallback). A backend without the op is
+// checked through the plain ops, which is what forward() runs for it.
 for (const [i, [n, k, m, bias]] of (
   [
     [1, 513, 33, true],
     [3, 64, 129, false],
     [16, 100, 70, true],
     [17, 96, 33, false],
+    [40, 100, 70, true],
+    [257, 96, 33, false],
   ] as const
 ).entries()) {
   const dtype = DTYPES[i % 3] as DType;
@@ -184,13 +188,16 @@ for (const [i, [n, k, m, bias]] of (
 }
 
 // The optional RMSNorm-fused products: on the matrix-vector path with k a multiple of 8 (16-byte x loads)
-// and not (a partial chunk), at n = 16 and past it (n = 17: the backend's own fallback).
+// and not (a partial chunk), in one chunk of rows (n <= 16) or several (n = 17, 33), and past it (n = 257:
+// the backend's own fallback).
 for (const [i, [n, k, m]] of (
   [
     [1, 1024, 64],
     [3, 513, 33],
     [16, 96, 40],
     [17, 64, 33],
+    [33, 513, 40],
+    [257, 64, 33],
   ] as const
 ).entries()) {
   const dtype = DTYPES[i % 3] as DType;

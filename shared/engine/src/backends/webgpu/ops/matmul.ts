@@ -1,11 +1,11 @@
 // y [n, m] = x [n, k] W^T + b, W in Hugging Face linear layout [m, k] (rows padded to 8 elements).
 //
-// Two kernels. Few rows (decode, a short verification): the matrix-vector kernel, memory-bound, reads each
-// weight once for all rows: 256 threads = 256 / tpr outputs x tpr threads (an output per subgroup, or two
+// Two kernels. Few rows (decode, verification): the matrix-vector kernel, memory-bound, reads each weight
+// once per chunk of up to 16 rows (one chunk: decode; several: a batch's verification trees): 256 threads = 256 / tpr outputs x tpr threads (an output per subgroup, or two
 // when there are few outputs); a thread takes chunks of 8 weights with one 16-byte load (two for f32), and
 // an output's partial sums are added with subgroupAdd (workgroup memory on adapters without subgroups). The
 // same kernel serves the fused ops (MatvecMode): q/k/v in one dispatch, gate/up with silu-mul, a residual in
-// the epilogue, and any of them with the RMSNorm of x folded in. Many rows (prefill): a tiled kernel, 64 x 64
+// the epilogue, and any of them with the RMSNorm of x folded in. Many rows (long prefill): a tiled kernel, 64 x 64
 // outputs per workgroup of 16 x 16 threads, each 4 x 4, k in steps of 16 through workgroup memory, so each
 // weight is read from memory once per 64 rows.
 import type { DType } from "../../../tensor.js";
@@ -17,11 +17,17 @@ import { encodeRmsNorm } from "./rms-norm.js";
 import { encodeSiluMul } from "./silu-mul.js";
 
 /**
- * Up to this many rows take the matrix-vector kernel (its accumulators are per row, in registers): decode
- * batches and verification passes of a few drafted tokens. The tiled kernel would give such a pass only
- * m / 64 workgroups, too few to fill a GPU.
+ * Rows of one matrix-vector workgroup (its accumulators are per row, in registers): a decode batch of up to
+ * 16 is one chunk.
  */
 export const MATVEC_MAX_ROWS = 16;
+/**
+ * Up to this many rows take the matrix-vector kernel, in chunks of MATVEC_MAX_ROWS (each chunk reads the
+ * weights again): a batch's verification trees (16 sequences x 1 + 8 drafted nodes = 144 rows). The tiled
+ * kernel gives such a pass only (m / 64) x (n / 64) workgroups, each walking all of k: on the H100 a 16-row
+ * batch's pass with 2 rows per sequence (32 rows, tiny-code) took 2.9 ms there against 1.2 ms for 16 rows.
+ */
+export const MATVEC_CHUNKED_MAX_ROWS = 256;
 const MATVEC_WG = 256;
 const TILE = 64;
 const TK = 16;
@@ -40,7 +46,7 @@ const TK = 16;
 export type MatvecMode = "plain" | "gateUp" | "qkv";
 
 export interface MatvecSpec {
-  /** A power of two >= the batch's rows (params.n): one pipeline serves several batch sizes. */
+  /** A power of two >= the rows of a chunk (min(params.n, 16)): one pipeline serves several batch sizes. */
   rows: number;
   dtype: DType;
   /** The bias's dtype (qkv: of all three), or null for none. */
@@ -76,7 +82,7 @@ function matvecReduce(spec: MatvecSpec): { decls: string; code: string } {
   if (spec.sg > 0) {
     const ns = spec.tpr / spec.sg;
     const shuffle = `for (var r = 0u; r < R; r++) {
-    if (r >= params.n) { break; }
+    if (r >= nr) { break; }
     ${sums.map((v) => `${v}[r] = subgroupAdd(${v}[r]);`).join(" ")}
   }`;
     if (ns === 1) {
@@ -84,7 +90,7 @@ function matvecReduce(spec: MatvecSpec): { decls: string; code: string } {
         decls: "",
         code: `${shuffle}
   ${totDecl}
-  if (t < params.n) { ${sums.map((v, i) => `tot${i} = ${v}[t];`).join(" ")} }`,
+  if (t < nr) { ${sums.map((v, i) => `tot${i} = ${v}[t];`).join(" ")} }`,
       };
     }
     const subs = MATVEC_WG / spec.sg;
@@ -99,7 +105,7 @@ function matvecReduce(spec: MatvecSpec): { decls: string; code: string } {
   }
   workgroupBarrier();
   ${totDecl}
-  if (t < params.n) {
+  if (t < nr) {
     let first = (lid / ${spec.tpr}u) * ${ns}u;
     for (var i = 0u; i < ${ns}u; i++) {
       ${sums.map((_, i) => `tot${i} += red[(${i}u * R + t) * ${subs}u + first + i];`).join(" ")}
@@ -110,7 +116,7 @@ function matvecReduce(spec: MatvecSpec): { decls: string; code: string } {
   const steps = sums.map(
     (v, i) => `for (var r = 0u; r < R; r++) { part[r][lid] = ${v}[r]; }
   workgroupBarrier();
-  if (t < params.n) {
+  if (t < nr) {
     let first = lid - t;
     for (var l = 0u; l < ${spec.tpr}u; l++) { tot${i} += part[t][first + l]; }
   }
@@ -166,19 +172,19 @@ fn wAt8(seg: u32, c: u32) -> F8 {
   let store: string;
   if (mode === "qkv") {
     const b = (name: string) => (bias ? ` + ${name}At(row)` : "");
-    store = `if (seg == 0u) { yq[t * params.m0 + row] = tot0${scale}${b("bq")}; }
-    else if (seg == 1u) { yk[t * params.m1 + row] = tot0${scale}${b("bk")}; }
-    else { yv[t * (params.m - params.m0 - params.m1) + row] = tot0${scale}${b("bv")}; }`;
+    store = `if (seg == 0u) { yq[o * params.m0 + row] = tot0${scale}${b("bq")}; }
+    else if (seg == 1u) { yk[o * params.m1 + row] = tot0${scale}${b("bk")}; }
+    else { yv[o * (params.m - params.m0 - params.m1) + row] = tot0${scale}${b("bv")}; }`;
   } else if (gu) {
     // For g below about -88, e^-g overflows to +inf and g / inf is -0: the limit, no NaN (as siluMul).
     store = `let g = tot0${scale};
-    y[t * params.m + j] = g / (1.0 + exp(-g)) * (tot1${scale});`;
+    y[o * params.m + j] = g / (1.0 + exp(-g)) * (tot1${scale});`;
   } else {
     let v = `tot0${scale}`;
     if (bias) v += " + biasAt(j)";
     // residual + (x W^T + b), the order the reference's add(residual, matmul) sums in.
-    if (residual) v = `res[t * params.m + j] + (${v})`;
-    store = `y[t * params.m + j] = ${v};`;
+    if (residual) v = `res[o * params.m + j] + (${v})`;
+    store = `y[o * params.m + j] = ${v};`;
   }
   const reduce = matvecReduce(spec);
   const xDecl = vec
@@ -204,8 +210,8 @@ fn x8(r: u32, c: u32) -> F8 {
       ${gu ? `let ua = ${arr8("u8(rowChunk + params.full)")};` : ""}
       ${norm ? `let ga = ${arr8("g8(params.full)")};` : ""}
       for (var e = 0u; e < params.k - params.full * 8u; e++) {
-        for (var r = 0u; r < params.n; r++) {
-          var xe = x[r * params.k + params.full * 8u + e];
+        for (var r = 0u; r < nr; r++) {
+          var xe = x[(rb + r) * params.k + params.full * 8u + e];
           ${norm ? "ss[r] += xe * xe;\n          xe = xe * ga[e];" : ""}
           acc[r] += wa[e] * xe;
           ${gu ? "acc2[r] += ua[e] * xe;" : ""}
@@ -215,8 +221,10 @@ fn x8(r: u32, c: u32) -> F8 {
   return `${sg > 0 ? "enable subgroups;\ndiagnostic(off, subgroup_uniformity);" : ""}
 ${LINEAR_WORKGROUP}
 ${F8_STRUCT}
-// m: outputs in all; m0, m1: the sizes of the q and k segments (qkv mode only); eps: the fused RMSNorm's.
-struct Params { k: u32, m: u32, chunks: u32, full: u32, n: u32, m0: u32, m1: u32, eps: f32 }
+// m: outputs in all; m0, m1: the sizes of the q and k segments (qkv mode only); eps: the fused RMSNorm's;
+// blocks: workgroups per chunk of R rows (workgroup w takes outputs of block w % blocks, rows of chunk
+// w / blocks).
+struct Params { k: u32, m: u32, chunks: u32, full: u32, n: u32, m0: u32, m1: u32, eps: f32, blocks: u32 }
 @group(0) @binding(0) var<uniform> params: Params;
 ${xDecl}
 ${decls.join("\n")}
@@ -227,7 +235,11 @@ ${reduce.decls}
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
   let t = lid % ${tpr}u;
-  let j = linearWorkgroup(wid, nwg) * ${MATVEC_WG / tpr}u + lid / ${tpr}u;
+  let wg = linearWorkgroup(wid, nwg);
+  // This workgroup's rows: rb .. rb + nr (none for the spare workgroups of a split over y).
+  let rb = (wg / params.blocks) * R;
+  let nr = select(0u, min(R, params.n - rb), rb < params.n);
+  let j = (wg % params.blocks) * ${MATVEC_WG / tpr}u + lid / ${tpr}u;
   ${
     mode === "qkv"
       ? `// Which weight output j is in, and its row there.
@@ -246,8 +258,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       ${gu ? "let uv = u8(rowChunk + c);" : ""}
       ${norm ? "let gv = g8(c);" : ""}
       for (var r = 0u; r < R; r++) {
-        if (r >= params.n) { break; }
-        ${norm ? "let xr = x8(r, c);\n        ss[r] += dot(xr.a, xr.a) + dot(xr.b, xr.b);\n        let xv = F8(xr.a * gv.a, xr.b * gv.b);" : "let xv = x8(r, c);"}
+        if (r >= nr) { break; }
+        ${norm ? "let xr = x8(rb + r, c);\n        ss[r] += dot(xr.a, xr.a) + dot(xr.b, xr.b);\n        let xv = F8(xr.a * gv.a, xr.b * gv.b);" : "let xv = x8(rb + r, c);"}
         acc[r] += dot(wv.a, xv.a) + dot(wv.b, xv.b);
         ${gu ? "acc2[r] += dot(uv.a, xv.a) + dot(uv.b, xv.b);" : ""}
       }
@@ -255,7 +267,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     ${partial}
   }
   ${reduce.code}
-  if (j < params.m && t < params.n) {
+  if (j < params.m && t < nr) {
+    let o = rb + t;
     ${norm ? `// As rms-norm.ts: 1 / sqrt, not inverseSqrt.\n    let inv = 1.0 / sqrt(${ssTot} / f32(params.k) + params.eps);` : ""}
     ${store}
   }
@@ -348,7 +361,7 @@ function checkNorm(op: string, x: GpuActivation, norm: MatvecNorm | undefined): 
 }
 
 /**
- * Records one matrix-vector dispatch (x.rows <= MATVEC_MAX_ROWS): `weights` (1, or 2 for gateUp, or 3 for qkv)
+ * Records one matrix-vector dispatch (x.rows <= MATVEC_CHUNKED_MAX_ROWS): `weights` (1, or 2 for gateUp, or 3 for qkv)
  * into `outs`, with the options of MatvecSpec. m: outputs in all (qkv: m0 + m1 + the v rows).
  */
 function dispatchMatvec(
@@ -373,7 +386,7 @@ function dispatchMatvec(
   // An output per subgroup (32 threads without subgroups); few outputs (o_proj, down: 1024) get two, which
   // keeps more loads in flight per output. (On lavapipe, subgroups of 8, both paths of matvecReduce run.)
   // Thread t of an output stores row t, so an output has at least as many threads as rows.
-  const rows = matvecRows(n);
+  const rows = matvecRows(Math.min(n, MATVEC_MAX_ROWS));
   const tpr = Math.max((sg || 32) * (m <= 2048 ? 2 : 1), rows);
   const spec: MatvecSpec = {
     rows,
@@ -387,6 +400,7 @@ function dispatchMatvec(
     sg,
   };
   const kernel = matvecKernel(spec);
+  const blocks = Math.ceil(m / (MATVEC_WG / tpr));
   const buffers: GPUBuffer[] = [gpuBuf(x)];
   if (opts.norm) buffers.push(opts.norm.weight.buffer);
   for (const wt of weights) buffers.push(wt.buffer);
@@ -404,9 +418,10 @@ function dispatchMatvec(
       .u32(n)
       .u32(opts.m0 ?? 0)
       .u32(opts.m1 ?? 0)
-      .f32(opts.norm?.eps ?? 0),
+      .f32(opts.norm?.eps ?? 0)
+      .u32(blocks),
     buffers,
-    workgroups: Math.ceil(m / (MATVEC_WG / tpr)),
+    workgroups: blocks * Math.ceil(n / MATVEC_MAX_ROWS),
   });
 }
 
@@ -463,7 +478,7 @@ export function encodeMatmulAdd(
   if (bias && bias.rows * bias.cols !== m)
     throw new RangeError(`matmulAdd: bias [${bias.shape}] for ${m} outputs`);
   const n = x.rows;
-  if (n === 0 || n > MATVEC_MAX_ROWS) {
+  if (n === 0 || n > MATVEC_CHUNKED_MAX_ROWS) {
     const y = encodeMatmul(rec, x, w, bias);
     const out = encodeAdd(rec, residual, y);
     rec.pool.release(gpuBuf(y));
@@ -488,7 +503,7 @@ export function encodeGateUpSilu(
   }
   checkNorm("gateUpSilu", x, norm);
   const n = x.rows;
-  if (n === 0 || n > MATVEC_MAX_ROWS) {
+  if (n === 0 || n > MATVEC_CHUNKED_MAX_ROWS) {
     const xn = normed(rec, x, norm);
     const g = encodeMatmul(rec, xn, gate);
     const u = encodeMatmul(rec, xn, up);
@@ -529,7 +544,7 @@ export function encodeQkvProject(
   const allBiases = biases.length === 3 && biases.every((b) => b !== undefined);
   const fused =
     n > 0 &&
-    n <= MATVEC_MAX_ROWS &&
+    n <= MATVEC_CHUNKED_MAX_ROWS &&
     (allBiases ? biases.every((b) => b?.dtype === biases[0]?.dtype) : biases.every((b) => b === undefined)) &&
     wk.dtype === wq.dtype &&
     wv.dtype === wq.dtype;
@@ -569,7 +584,7 @@ export function encodeMatmul(
   checkNorm("matmul", x, norm);
   const n = x.rows;
   if (n === 0) return rec.activation(n, m);
-  if (n <= MATVEC_MAX_ROWS) {
+  if (n <= MATVEC_CHUNKED_MAX_ROWS) {
     const y = rec.activation(n, m);
     dispatchMatvec(rec, "plain", x, [w], [y], m, { norm, biases: bias ? [bias] : undefined });
     return y;
