@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole GPU benchmark in one device call (see bench/README.md). Prepared here:
 #   bash ../shared/device/prepare.sh          # .gpu/: Node, Dawn, the Vulkan loader
-#   bash bench/gpu-run.sh --bundle            # bench/gpu-decode.ts, bench/gpu-parity.ts -> .gpu/app/*.mjs
+#   bash bench/gpu-run.sh --bundle            # bench/{gpu-decode,gpu-parity,spec-decode}.ts -> .gpu/app/*.mjs
 # then on the device, with carry [".gpu"]:   bash bench/gpu-run.sh
 # It runs the webgpu parity check on every checkpoint (gpu-parity), makes the random Qwen3-0.6B-shaped
 # checkpoint, runs the webgpu engine (gpu-decode) and transformers (eager and sdpa) on the bundled tiny-code
@@ -9,18 +9,19 @@
 # limit and a failing step does not stop the others, so one call yields whatever could be measured.
 # BENCH_NEW=N shortens every run; BENCH_SUBMIT_EVERY=N adds an engine run on the 0.6B shape that submits every
 # N dispatches (0: once per read; the default run uses the backend's default); BENCH_PROFILE=1 adds the
-# per-kernel GPU times of the 0.6B shape (gpu-decode --profile); BENCH_ENGINE_ONLY=1 leaves transformers out.
+# per-kernel GPU times of the 0.6B shape (gpu-decode --profile); BENCH_SPEC=1 adds speculative decoding on the
+# bundled tiny-code at batch 1 and 16 (spec-decode --backend webgpu); BENCH_ENGINE_ONLY=1 leaves transformers out.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 if [ "${1:-}" = "--bundle" ]; then
-  # The engine takes only its error classes from @specloop/runtime, whose barrel also loads gRPC (files read
-  # at import time that a bundle does not carry): point the bundle at runtime's errors module alone. The
-  # banner gives the ES module bundle a `require` for the CommonJS dependencies esbuild inlines.
-  for name in gpu-decode gpu-parity; do
+  # The engine and the speculation package import only @specloop/runtime/errors (runtime's barrel loads gRPC,
+  # which reads files at import time that a bundle does not carry). The banner gives the ES module bundle a
+  # `require` for the CommonJS dependencies esbuild inlines.
+  for name in gpu-decode gpu-parity spec-decode; do
     npx esbuild "bench/$name.ts" --bundle --platform=node --format=esm --target=node20 \
-      --conditions=source --external:webgpu --alias:@specloop/runtime=./shared/runtime/src/errors.ts \
-      --outfile=".gpu/app/$name.mjs" --log-level=warning \
+      --conditions=source --external:webgpu \
+      --outfile=".gpu/app/$name.mjs" --log-level=warning --minify --keep-names \
       "--banner:js=import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" ||
       exit 1
   done
@@ -64,6 +65,11 @@ if [ -n "${BENCH_PROFILE:-}" ]; then # GPU time per kernel (each dispatch timed 
   step 120 "engine webgpu: qwen3-0.6b-shape, kernel profile" \
     node .gpu/app/gpu-decode.mjs --model "$QWEN" --new 32 --runs 1 --breakdown-steps 24 --profile \
     --out "$OUT/gpu-qwen3-0.6b-shape-profile.json"
+fi
+if [ -n "${BENCH_SPEC:-}" ]; then # speculative decoding (suffix, draft model, oracle) against none, on the GPU
+  step 300 "speculative decoding on webgpu: tiny-code, batch 1 and 16" \
+    node .gpu/app/spec-decode.mjs --backend webgpu --batch 1,16 --runs 2 --min-prob 0.5 --measure 32 \
+    --out "$OUT/spec-decode-webgpu.json"
 fi
 if [ -n "${BENCH_ENGINE_ONLY:-}" ]; then # transformers' side unchanged since its last recording
   echo "=== done $(date -u +%T)"

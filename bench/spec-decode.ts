@@ -1,8 +1,8 @@
-// Speculative decoding on the CPU (issue 5): decode speed-up over `none` of the suffix drafter after its fleet
+// Speculative decoding on the CPU or WebGPU (issue 5): decode speed-up over `none` of the suffix drafter after its fleet
 // tree has seen a few hundred requests of the same domain, of the suffix drafter with only its per-request
 // tree (cold), and of the draft model (models/tiny-code-draft), with accepted tokens per target pass.
 //   node --conditions=source --import tsx bench/spec-decode.ts [--model models/tiny-code]
-//       [--draft-model models/tiny-code-draft] [--threads <all cores>] [--domains python,c,prose] [--warm 200]
+//       [--draft-model models/tiny-code-draft] [--backend cpu|webgpu] [--threads <all cores>] [--domains python,c,prose] [--warm 200]
 //       [--warm-batch 16] [--measure 24] [--prompt 128] [--min-prompt 64] [--new 128] [--batch 1]
 //       [--budgets 2,4,8] [--policy-max 16] [--growth 2] [--runs 3] [--oracle 1,2,4,8|none] [--configs NAME,...] [--spec-factor 1] [--min-prob 0.1,0.5]
 //       [--out bench/results/spec-decode-cpu.json]
@@ -14,26 +14,32 @@
 //   each cut to its first --prompt tokens (shorter than --min-prompt: skipped), --new tokens, greedy, stop
 //   tokens off, through the SpeculativeDecoder (the loop speculativeGenerate runs, written out here so that
 //   the budget can be the policy of budget.ts and so that each step's drafting and verification times and
-//   row count are kept). Batch 1 runs the requests one after another (the latency case); batch B in static
-//   groups of B. Every configuration's outputs must equal `none`'s token for token (greedy is lossless);
+//   row count are kept). Batch 1 runs the requests one after another (the latency case); batch B keeps B
+//   in flight, a finished request replaced by the next at once (continuous batching, as the node does; the
+//   "none (engine generate)" row alone runs static groups of B). Every configuration's outputs must equal
+//   `none`'s token for token (greedy is lossless);
 //   a mismatch stops the bench.
+// Rows named "+cap" run the same budgets under a DraftCapTuner (shared/speculation/src/draft-cap.ts), as the
+// node does by default: each step caps the budgets at the cap that has delivered the most tokens per ms.
 // --runs passes over all configurations (interleaved, so that the shared machine's load spreads over all of
 // them); the median decode tok/s of the runs is the figure. Prints JSON and writes it with --out; a Markdown
 // table goes to stderr.
 import { availableParallelism, loadavg } from "node:os";
 import {
-  createCpuBackend,
   DEFAULT_BLOCK_SIZE,
   GREEDY,
   generate,
+  isBackendChoice,
   KvManager,
   loadBundledPrompts,
   loadModelDir,
   Model,
+  selectBackend,
 } from "@specloop/engine";
 import {
   type AcceptanceStats,
   DecodeSequence,
+  DraftCapTuner,
   type Drafter,
   type DrafterKind,
   DraftModelDrafter,
@@ -52,6 +58,8 @@ import { emit, hostInfo, intArg, intListArg, median, parseArgs, round } from "./
 const args = parseArgs(process.argv.slice(2), new Set());
 const modelDir = args.get("model") ?? "models/tiny-code";
 const draftDir = args.get("draft-model") ?? "models/tiny-code-draft";
+const backendChoice = args.get("backend") ?? "cpu";
+if (!isBackendChoice(backendChoice)) throw new RangeError(`--backend ${backendChoice}: not a backend`);
 const threads = intArg(args, "threads", availableParallelism());
 const domains = (args.get("domains") ?? "python,c,prose").split(",");
 const warmCount = intArg(args, "warm", 200);
@@ -74,7 +82,9 @@ const configFilter = args.get("configs")?.split(",");
 const oracleBudgets = args.get("oracle") === "none" ? [] : intListArg(args, "oracle", [1, 2, 4, 8]);
 
 const loadBefore = loadavg();
-const backend = await createCpuBackend({ threads });
+const selected = await selectBackend(backendChoice, { cpu: { threads } });
+const backend = selected.backend;
+for (const note of selected.notes) console.error(`backend: ${note}`);
 const loaded = await loadModelDir(modelDir);
 const target = Model.load(backend, loaded);
 const draft = Model.load(backend, await loadModelDir(draftDir));
@@ -141,6 +151,8 @@ interface Config {
   budget: Budget;
   /** Makes the drafter for one run (fresh per-request state; the warm fleet tree is shared). */
   make?: () => Drafter;
+  /** Budgets capped by a DraftCapTuner (one per run, as a node keeps one). */
+  cap?: boolean;
 }
 
 interface StepTimes {
@@ -173,7 +185,7 @@ function kvFor(batch: number): KvManager {
   return kv;
 }
 
-/** The requests in static groups of `batch`, each group decoded to the end by the SpeculativeDecoder. */
+/** The requests through the SpeculativeDecoder, `batch` in flight (see the header). */
 async function runConfig(c: Config, prompts: readonly number[][], batch: number): Promise<RunResult> {
   const inner = c.make?.();
   const counted = inner === undefined ? undefined : new Counted(inner);
@@ -195,52 +207,69 @@ async function runConfig(c: Config, prompts: readonly number[][], batch: number)
       policy,
     );
   };
-  const decoder = new SpeculativeDecoder({ model: target, kv, drafters, budgetFor });
+  const draftCap = c.cap ? new DraftCapTuner() : undefined;
+  const decoder = new SpeculativeDecoder({ model: target, kv, drafters, budgetFor, draftCap });
   const r = emptyRun();
-  for (let g = 0; g < prompts.length; g += batch) {
-    const seqs = prompts.slice(g, g + batch).map(
-      (prompt, i) =>
-        new DecodeSequence({
-          id: String(g + i),
-          prompt,
-          maxTokens: newTokens,
-          sampling: GREEDY,
-          seed: 0,
-          stopTokenIds: [],
-          drafter: c.drafter,
-        }),
-    );
-    let decodeStart: number | undefined;
-    for (let active = seqs; active.length > 0; active = active.filter((s) => !s.done)) {
-      const tStep = performance.now();
-      const step = await decoder.step(active, { prefillTokens: batch * promptMax });
-      if (step.starved.length > 0) throw new Error(`${c.name}: KV starved`);
-      const verified = step.ran.filter((x) => x.kind === "verify");
-      if (verified.length > 0) {
-        decodeStart ??= tStep;
-        const nodes = step.rows - verified.length;
-        r.verifications += verified.length;
-        r.proposedNodes += nodes;
-        r.draftMs += step.draftMs;
-        r.verifyMs += step.verifyMs;
-        r.steps.push({ rows: step.rows, draftMs: step.draftMs, verifyMs: step.verifyMs });
-        for (const v of verified) {
-          const drafted = counted?.drafted.get(v.seq.id) ?? 0;
-          const accepted = Math.max(0, v.tokens.length - 1);
-          acceptance.set(
-            v.seq.id,
-            updateAcceptance(acceptance.get(v.seq.id) ?? NO_ACCEPTANCE, accepted, drafted, policy),
-          );
-        }
+  const newSequence = (i: number) =>
+    new DecodeSequence({
+      id: String(i),
+      prompt: prompts[i] as number[],
+      maxTokens: newTokens,
+      sampling: GREEDY,
+      seed: 0,
+      stopTokenIds: [],
+      drafter: c.drafter,
+    });
+  const seqs: DecodeSequence[] = [];
+  let decodeStart: number | undefined;
+  // Batch 1: one request after another, each timed from its first verification (its prefill outside).
+  // Batch B > 1: continuous batching as a node does it: B sequences in flight, a finished one replaced at
+  // once by the next prompt (whose prefill shares the pass with the others' verifications), timed from the
+  // first verification to the last token. (Static groups would leave the group's tail running a shrinking
+  // batch whenever speculation makes its sequences finish at different steps.)
+  const account = (s: DecodeSequence) => {
+    r.outputs[Number(s.id)] = s.output;
+    r.decodeTokens += s.outputLength;
+  };
+  for (let active: DecodeSequence[] = []; seqs.length < prompts.length || active.length > 0; ) {
+    while (active.length < batch && seqs.length < prompts.length) {
+      const s = newSequence(seqs.length);
+      seqs.push(s);
+      active.push(s);
+    }
+    const tStep = performance.now();
+    const step = await decoder.step(active, { prefillTokens: batch * promptMax });
+    if (step.starved.length > 0) throw new Error(`${c.name}: KV starved`);
+    const verified = step.ran.filter((x) => x.kind === "verify");
+    if (verified.length > 0) {
+      decodeStart ??= tStep;
+      const nodes = step.rows - verified.length - step.ran.reduce((n, x) => n + x.prefilled, 0);
+      r.verifications += verified.length;
+      r.proposedNodes += nodes;
+      r.draftMs += step.draftMs;
+      r.verifyMs += step.verifyMs;
+      r.steps.push({ rows: step.rows, draftMs: step.draftMs, verifyMs: step.verifyMs });
+      for (const v of verified) {
+        const drafted = counted?.drafted.get(v.seq.id) ?? 0;
+        const accepted = Math.max(0, v.tokens.length - 1);
+        acceptance.set(
+          v.seq.id,
+          updateAcceptance(acceptance.get(v.seq.id) ?? NO_ACCEPTANCE, accepted, drafted, policy),
+        );
       }
-      for (const s of active) if (s.done) decoder.evict(s);
     }
-    r.decodeSeconds += (performance.now() - (decodeStart ?? performance.now())) / 1000;
-    for (const s of seqs) {
-      r.outputs.push(s.output);
-      r.decodeTokens += s.outputLength;
+    for (const s of active) {
+      if (!s.done) continue;
+      decoder.evict(s);
+      account(s);
+      if (batch === 1) {
+        r.decodeSeconds += (performance.now() - (decodeStart ?? performance.now())) / 1000;
+        decodeStart = undefined;
+      }
     }
+    active = active.filter((s) => !s.done);
   }
+  if (batch > 1) r.decodeSeconds = (performance.now() - (decodeStart ?? performance.now())) / 1000;
   if (kv.numFreeBlocks !== kvBlocks(batch)) throw new Error(`${c.name}: KV blocks leaked`);
   return r;
 }
@@ -338,6 +367,13 @@ for (const domain of domains) {
     ...[...budgets, "policy" as const].map(
       (b): Config => ({ name: `suffix warm b${b}`, drafter: "suffix", budget: b, make: () => warmDrafter }),
     ),
+    {
+      name: "suffix warm bpolicy+cap",
+      drafter: "suffix",
+      budget: "policy",
+      make: () => warmDrafter,
+      cap: true,
+    },
     ...warmDrafters.slice(1).flatMap((d, i) =>
       [...budgets, "policy" as const].map(
         (b): Config => ({
@@ -348,17 +384,19 @@ for (const domain of domains) {
         }),
       ),
     ),
-    ...[4, "policy" as const].map(
+    ...[4, "policy" as const, "policy+cap" as const].map(
       (b): Config => ({
         name: `suffix cold b${b}`,
         drafter: "suffix",
-        budget: b,
+        budget: b === "policy+cap" ? "policy" : b,
         make: () => new SuffixDrafter(suffixOpts),
+        cap: b === "policy+cap",
       }),
     ),
-    ...[2, 4].map(
-      (b): Config => ({
-        name: `draft-model b${b}`,
+    ...([2, 4, "4+cap"] as const).map((name): Config => {
+      const b = name === "4+cap" ? 4 : name;
+      return {
+        name: `draft-model b${name}`,
         drafter: "draft-model",
         budget: b,
         make: () =>
@@ -367,8 +405,9 @@ for (const domain of domains) {
             blockSize: DEFAULT_BLOCK_SIZE,
             maxDepth: b,
           }),
-      }),
-    ),
+        cap: name === "4+cap",
+      };
+    }),
   ].filter((c) => c.name === "none" || configFilter === undefined || configFilter.includes(c.name));
 
   // JIT and thread warm-up: a short decode of every configuration.
@@ -485,8 +524,9 @@ emit(
     load_average_after: loadavg().map((x) => round(x)),
     model: modelDir.split("/").filter(Boolean).at(-1),
     draft_model: draftDir.split("/").filter(Boolean).at(-1),
-    backend: "cpu",
-    threads,
+    backend: selected.used,
+    backend_notes: selected.notes,
+    threads: selected.used === "cpu" ? threads : undefined,
     new_tokens: newTokens,
     prompt_tokens_max: promptMax,
     prompt_tokens_min: promptMin,

@@ -59,6 +59,13 @@ export const inferenceConfigSchema = serviceConfigSchema.extend({
        * step's draft size up to max_draft_tokens; max: always max_draft_tokens (benchmarks, tests).
        */
       budget: z.enum(["adaptive", "max"]).default("adaptive"),
+      /**
+       * Caps each step's budgets at whichever cap (none, 0, 1, 2, 4) has lately delivered the most tokens
+       * per millisecond at the current batch size (draft-cap.ts). Off by default: on the H100 and the CPU it
+       * did not yet beat the policy's own budgets beyond run-to-run noise, except for the draft model at
+       * batch 16 (bench/results/spec-decode-webgpu-h100.md).
+       */
+      draftCap: z.boolean().default(false),
       /** Draft model for the draft-model drafter; empty disables it. */
       draftModelDir: z.string().default(DEFAULT_DRAFT_MODEL_DIR),
       /** Tokens the fleet suffix tree holds before it evicts its oldest outputs. */

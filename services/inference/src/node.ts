@@ -16,6 +16,7 @@ import {
 import { NodeStatus } from "@specloop/proto";
 import type { Logger } from "@specloop/runtime";
 import {
+  DraftCapTuner,
   type Drafter,
   type DrafterKind,
   DraftModelDrafter,
@@ -168,6 +169,7 @@ export class InferenceNode {
         config.speculation.budget === "max"
           ? () => maxDraft
           : policyBudget(parseBudgetPolicyOptions({ maxBudget: maxDraft })),
+      draftCap: config.speculation.draftCap ? new DraftCapTuner() : undefined,
       traceTopK: config.traces.topk,
       recordSteps: config.traces.enabled,
     });

@@ -29,6 +29,7 @@ import {
 
 const DEFAULT_ACCEPTANCE_ALPHA = defaultBudgetPolicyOptions().ewmaAlpha;
 
+import type { DraftCapTuner } from "./draft-cap.js";
 import type {
   Drafter,
   DrafterKind,
@@ -182,6 +183,8 @@ export interface StepResult {
   rows: number;
   draftMs: number;
   verifyMs: number;
+  /** The cap the DraftCapTuner put on every budget this step (Infinity: none, or no tuner). */
+  cap: number;
 }
 
 export interface StepOptions {
@@ -195,6 +198,11 @@ export interface DecoderOptions {
   drafters: ReadonlyMap<DrafterKind, Drafter>;
   /** Nodes to draft for a sequence this step (the budget policy, budget.ts); 0 disables drafting. */
   budgetFor: (seq: DecodeSequence, drafter: Drafter) => number;
+  /**
+   * Caps the step's budgets at whichever cap has delivered the most tokens per millisecond lately
+   * (draft-cap.ts). Absent: the budgets run as the policy set them.
+   */
+  draftCap?: DraftCapTuner;
   /** Weight of the newest pass in each sequence's acceptance EWMA (default: the budget policy's). */
   acceptanceAlpha?: number;
   /** Target top-k recorded per proposed node in traces (0: none). */
@@ -258,16 +266,22 @@ export class SpeculativeDecoder {
     const verifying = active.filter((s) => !needsPrefill(s));
     const proposals = new Map<DecodeSequence, Proposal>();
     const byDrafter = new Map<Drafter, DraftRequest[]>();
-    for (const s of verifying) {
+    const budgets = verifying.map((s) => {
       const d = this.drafters.get(s.drafter);
       // A step can accept at most remaining - 1 drafted tokens (the last token is the target's own).
       const policy = d === undefined || s.remaining <= 1 ? 0 : this.options.budgetFor(s, d);
-      const budget = s.maxDraftTokens > 0 ? Math.min(policy, s.maxDraftTokens) : policy;
-      if (d === undefined || budget <= 0) continue;
+      return s.maxDraftTokens > 0 ? Math.min(policy, s.maxDraftTokens) : policy;
+    });
+    const tuner = budgets.some((b) => b > 0) ? this.options.draftCap : undefined;
+    const cap = tuner?.choose(verifying.length).cap ?? Number.POSITIVE_INFINITY;
+    verifying.forEach((s, i) => {
+      const d = this.drafters.get(s.drafter);
+      const budget = Math.min(budgets[i] as number, cap);
+      if (d === undefined || budget <= 0) return;
       const list = byDrafter.get(d) ?? [];
       list.push({ seq: s, budget, rng: s.rng });
       byDrafter.set(d, list);
-    }
+    });
     await Promise.all(
       [...byDrafter].map(async ([d, reqs]) => {
         const out = await d.propose(reqs);
@@ -314,7 +328,7 @@ export class SpeculativeDecoder {
       planned.push({ seq: s, rowStart: rows, prefill: 0, proposal, drafter });
       rows += 1 + proposal.tokens.length;
     }
-    if (planned.length === 0) return { ran: [], starved, rows: 0, draftMs: t1 - t0, verifyMs: 0 };
+    if (planned.length === 0) return { ran: [], starved, rows: 0, draftMs: t1 - t0, verifyMs: 0, cap };
 
     // The target pass.
     const entries = planned.map((p) =>
@@ -419,7 +433,12 @@ export class SpeculativeDecoder {
       ran.push({ seq: s, kind: "verify", tokens: committed, prefilled: 0 });
       logitRow += 1 + n;
     }
-    return { ran, starved, rows, draftMs: t1 - t0, verifyMs: performance.now() - t1 };
+    const verifyMs = performance.now() - t1;
+    if (tuner !== undefined) {
+      const tokens = ran.reduce((t, x) => t + x.tokens.length, 0);
+      tuner.observe(verifying.length, cap, tokens, t1 - t0 + verifyMs);
+    }
+    return { ran, starved, rows, draftMs: t1 - t0, verifyMs, cap };
   }
 
   /** Layers whose hidden states the drafters of this step's sequences learn from. */

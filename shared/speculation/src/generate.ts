@@ -11,6 +11,7 @@ import {
   randomSeed,
 } from "@specloop/engine";
 import { DecodeSequence, type FinishReason, SpeculativeDecoder } from "./decoder.js";
+import type { DraftCapTuner } from "./draft-cap.js";
 import type { Drafter, DrafterKind } from "./drafter.js";
 
 export interface SpeculativeGenerateOptions {
@@ -21,6 +22,8 @@ export interface SpeculativeGenerateOptions {
   blockSize?: number;
   /** Prompt tokens prefilled per pass. */
   prefillTokens?: number;
+  /** Caps the budget where it is measured not to pay (draft-cap.ts); absent: always `budget`. */
+  draftCap?: DraftCapTuner;
 }
 
 export interface SpeculativeOutput {
@@ -59,6 +62,7 @@ export async function speculativeGenerate(
     kv,
     drafters: options.drafters,
     budgetFor: () => options.budget,
+    draftCap: options.draftCap,
   });
   const seqs = requests.map(
     (r, i) =>

@@ -26,6 +26,13 @@ export {
   type StepResult,
   topKOf,
 } from "./decoder.js";
+export {
+  type CapDecision,
+  DRAFT_CAPS,
+  type DraftCapOptions,
+  DraftCapTuner,
+  defaultDraftCapOptions,
+} from "./draft-cap.js";
 export { DraftModelDrafter, type DraftModelOptions } from "./draft-model.js";
 export {
   DRAFTER_KINDS,

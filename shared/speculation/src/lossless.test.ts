@@ -16,6 +16,7 @@ import {
   Rng,
   randomEagleWeights,
 } from "@specloop/engine";
+import { DRAFT_CAPS, DraftCapTuner } from "./draft-cap.js";
 import { DraftModelDrafter } from "./draft-model.js";
 import type { Drafter, DraftRequest, Proposal } from "./drafter.js";
 import { EagleDrafter } from "./eagle-drafter.js";
@@ -120,6 +121,26 @@ describe("speculative decoding is lossless at temperature 0", () => {
       if (name === "none") assert.equal(stats.acceptedPerPass, 1);
     });
   }
+});
+
+describe("draft cap", () => {
+  it("switches off a drafter measured to deliver less than none, and the output is unchanged", async () => {
+    const rs = requests.slice(0, 4);
+    const plain = (await generate(target, rs)).outputs.map((o) => o.tokens);
+    // Measured: no speculation delivers more tokens per ms than any cap, at every batch size on the way.
+    const draftCap = new DraftCapTuner({ exploreEvery: 1_000_000, minSamples: 1 });
+    for (const n of [1, 2, 4]) for (const cap of DRAFT_CAPS) draftCap.observe(n, cap, cap === 0 ? 10 : 1, 1);
+    const { outputs, stats } = await speculativeGenerate(target, rs, {
+      drafter: "draft-model",
+      drafters: new Map([
+        ["draft-model", new DraftModelDrafter(draft, 8192, { numBlocks: 512, blockSize: 16, maxDepth: 4 })],
+      ]),
+      budget: 4,
+      draftCap,
+    });
+    for (const [i, o] of outputs.entries()) assert.deepEqual(o.tokens, plain[i], `prompt ${i}`);
+    assert.equal(stats.acceptedPerPass, 1, "nothing was drafted");
+  });
 });
 
 describe("sampled speculative decoding", () => {
