@@ -220,23 +220,15 @@ async function runConfig(c: Config, prompts: readonly number[][], batch: number)
       stopTokenIds: [],
       drafter: c.drafter,
     });
-  const seqs: DecodeSequence[] = [];
+  let started = 0;
   let decodeStart: number | undefined;
   // Batch 1: one request after another, each timed from its first verification (its prefill outside).
   // Batch B > 1: continuous batching as a node does it: B sequences in flight, a finished one replaced at
   // once by the next prompt (whose prefill shares the pass with the others' verifications), timed from the
   // first verification to the last token. (Static groups would leave the group's tail running a shrinking
   // batch whenever speculation makes its sequences finish at different steps.)
-  const account = (s: DecodeSequence) => {
-    r.outputs[Number(s.id)] = s.output;
-    r.decodeTokens += s.outputLength;
-  };
-  for (let active: DecodeSequence[] = []; seqs.length < prompts.length || active.length > 0; ) {
-    while (active.length < batch && seqs.length < prompts.length) {
-      const s = newSequence(seqs.length);
-      seqs.push(s);
-      active.push(s);
-    }
+  for (let active: DecodeSequence[] = []; started < prompts.length || active.length > 0; ) {
+    while (active.length < batch && started < prompts.length) active.push(newSequence(started++));
     const tStep = performance.now();
     const step = await decoder.step(active, { prefillTokens: batch * promptMax });
     if (step.starved.length > 0) throw new Error(`${c.name}: KV starved`);
@@ -261,7 +253,8 @@ async function runConfig(c: Config, prompts: readonly number[][], batch: number)
     for (const s of active) {
       if (!s.done) continue;
       decoder.evict(s);
-      account(s);
+      r.outputs[Number(s.id)] = s.output;
+      r.decodeTokens += s.outputLength;
       if (batch === 1) {
         r.decodeSeconds += (performance.now() - (decodeStart ?? performance.now())) / 1000;
         decodeStart = undefined;
@@ -304,6 +297,25 @@ async function runEngine(prompts: readonly number[][], batch: number): Promise<R
     r.verifications += stats.decodeSteps * Math.min(batch, prompts.length - g);
   }
   return r;
+}
+
+/** The same configuration with its budgets under a DraftCapTuner, named "<name>+cap". */
+function capped(c: Config): Config {
+  return { ...c, name: `${c.name}+cap`, cap: true };
+}
+
+function draftModelConfig(b: number): Config {
+  return {
+    name: `draft-model b${b}`,
+    drafter: "draft-model",
+    budget: b,
+    make: () =>
+      new DraftModelDrafter(draft, vocab, {
+        numBlocks: Math.ceil((promptMax + newTokens + b + 1) / DEFAULT_BLOCK_SIZE + 1) * 8,
+        blockSize: DEFAULT_BLOCK_SIZE,
+        maxDepth: b,
+      }),
+  };
 }
 
 const all = await loadBundledPrompts(modelDir);
@@ -367,13 +379,7 @@ for (const domain of domains) {
     ...[...budgets, "policy" as const].map(
       (b): Config => ({ name: `suffix warm b${b}`, drafter: "suffix", budget: b, make: () => warmDrafter }),
     ),
-    {
-      name: "suffix warm bpolicy+cap",
-      drafter: "suffix",
-      budget: "policy",
-      make: () => warmDrafter,
-      cap: true,
-    },
+    capped({ name: "suffix warm bpolicy", drafter: "suffix", budget: "policy", make: () => warmDrafter }),
     ...warmDrafters.slice(1).flatMap((d, i) =>
       [...budgets, "policy" as const].map(
         (b): Config => ({
@@ -384,30 +390,22 @@ for (const domain of domains) {
         }),
       ),
     ),
-    ...[4, "policy" as const, "policy+cap" as const].map(
+    ...[4, "policy" as const].map(
       (b): Config => ({
         name: `suffix cold b${b}`,
         drafter: "suffix",
-        budget: b === "policy+cap" ? "policy" : b,
+        budget: b,
         make: () => new SuffixDrafter(suffixOpts),
-        cap: b === "policy+cap",
       }),
     ),
-    ...([2, 4, "4+cap"] as const).map((name): Config => {
-      const b = name === "4+cap" ? 4 : name;
-      return {
-        name: `draft-model b${name}`,
-        drafter: "draft-model",
-        budget: b,
-        make: () =>
-          new DraftModelDrafter(draft, vocab, {
-            numBlocks: Math.ceil((promptMax + newTokens + b + 1) / DEFAULT_BLOCK_SIZE + 1) * 8,
-            blockSize: DEFAULT_BLOCK_SIZE,
-            maxDepth: b,
-          }),
-        cap: name === "4+cap",
-      };
+    capped({
+      name: "suffix cold bpolicy",
+      drafter: "suffix",
+      budget: "policy",
+      make: () => new SuffixDrafter(suffixOpts),
     }),
+    ...[2, 4].map((b): Config => draftModelConfig(b)),
+    capped(draftModelConfig(4)),
   ].filter((c) => c.name === "none" || configFilter === undefined || configFilter.includes(c.name));
 
   // JIT and thread warm-up: a short decode of every configuration.

@@ -183,8 +183,6 @@ export interface StepResult {
   rows: number;
   draftMs: number;
   verifyMs: number;
-  /** The cap the DraftCapTuner put on every budget this step (Infinity: none, or no tuner). */
-  cap: number;
 }
 
 export interface StepOptions {
@@ -266,22 +264,23 @@ export class SpeculativeDecoder {
     const verifying = active.filter((s) => !needsPrefill(s));
     const proposals = new Map<DecodeSequence, Proposal>();
     const byDrafter = new Map<Drafter, DraftRequest[]>();
-    const budgets = verifying.map((s) => {
+    const wanted: { seq: DecodeSequence; drafter: Drafter; budget: number }[] = [];
+    for (const s of verifying) {
       const d = this.drafters.get(s.drafter);
       // A step can accept at most remaining - 1 drafted tokens (the last token is the target's own).
       const policy = d === undefined || s.remaining <= 1 ? 0 : this.options.budgetFor(s, d);
-      return s.maxDraftTokens > 0 ? Math.min(policy, s.maxDraftTokens) : policy;
-    });
-    const tuner = budgets.some((b) => b > 0) ? this.options.draftCap : undefined;
+      const budget = s.maxDraftTokens > 0 ? Math.min(policy, s.maxDraftTokens) : policy;
+      if (d !== undefined && budget > 0) wanted.push({ seq: s, drafter: d, budget });
+    }
+    const tuner = wanted.length > 0 ? this.options.draftCap : undefined;
     const cap = tuner?.choose(verifying.length).cap ?? Number.POSITIVE_INFINITY;
-    verifying.forEach((s, i) => {
-      const d = this.drafters.get(s.drafter);
-      const budget = Math.min(budgets[i] as number, cap);
-      if (d === undefined || budget <= 0) return;
-      const list = byDrafter.get(d) ?? [];
-      list.push({ seq: s, budget, rng: s.rng });
-      byDrafter.set(d, list);
-    });
+    for (const w of wanted) {
+      const budget = Math.min(w.budget, cap);
+      if (budget <= 0) continue;
+      const list = byDrafter.get(w.drafter) ?? [];
+      list.push({ seq: w.seq, budget, rng: w.seq.rng });
+      byDrafter.set(w.drafter, list);
+    }
     await Promise.all(
       [...byDrafter].map(async ([d, reqs]) => {
         const out = await d.propose(reqs);
@@ -328,7 +327,7 @@ export class SpeculativeDecoder {
       planned.push({ seq: s, rowStart: rows, prefill: 0, proposal, drafter });
       rows += 1 + proposal.tokens.length;
     }
-    if (planned.length === 0) return { ran: [], starved, rows: 0, draftMs: t1 - t0, verifyMs: 0, cap };
+    if (planned.length === 0) return { ran: [], starved, rows: 0, draftMs: t1 - t0, verifyMs: 0 };
 
     // The target pass.
     const entries = planned.map((p) =>
@@ -438,7 +437,7 @@ export class SpeculativeDecoder {
       const tokens = ran.reduce((t, x) => t + x.tokens.length, 0);
       tuner.observe(verifying.length, cap, tokens, t1 - t0 + verifyMs);
     }
-    return { ran, starved, rows, draftMs: t1 - t0, verifyMs, cap };
+    return { ran, starved, rows, draftMs: t1 - t0, verifyMs };
   }
 
   /** Layers whose hidden states the drafters of this step's sequences learn from. */

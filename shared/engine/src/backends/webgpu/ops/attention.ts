@@ -22,6 +22,28 @@ import { ropeTable } from "./rope.js";
 
 const T = 64;
 
+/**
+ * WGSL: row `row`'s sequence from the batch metadata (see batch.ts): a padding row (seq < 0) writes zeros with
+ * its `threads` threads and returns; otherwise i (its index among the sequence's new tokens), newTokens,
+ * cached, the block table, the tree mask and the number of keys it may see.
+ */
+function rowSequenceWgsl(threads: string): string {
+  return `let seq = batchMeta[row];
+  if (seq < 0) {
+    for (var d = lid; d < D; d += ${threads}) { out[qBase + d] = 0.0; }
+    return;
+  }
+  let sb = params.seqsOffset + u32(seq) * ${SEQ_WORDS}u;
+  let i = row - u32(batchMeta[sb]);
+  let newTokens = u32(batchMeta[sb + 1u]);
+  let cached = u32(batchMeta[sb + 2u]);
+  let table = u32(batchMeta[sb + 3u]);
+  let maskAt = batchMeta[sb + 4u];
+  let maskWords = (newTokens + 31u) / 32u;
+  // A chain sees its own prefix; a tree may see any earlier new token, filtered by the mask.
+  let keys = select(cached + newTokens, cached + i + 1u, maskAt < 0);`;
+}
+
 export function attentionWgsl(headDim: number): string {
   const perThread = Math.ceil(headDim / T);
   return `${LINEAR_WORKGROUP}
@@ -73,20 +95,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let head = w % params.heads;
   let qBase = row * params.heads * D + head * D;
   let kvBase = (head / params.group) * D;
-  let seq = batchMeta[row];
-  if (seq < 0) {
-    for (var d = lid; d < D; d += T) { out[qBase + d] = 0.0; }
-    return;
-  }
-  let sb = params.seqsOffset + u32(seq) * ${SEQ_WORDS}u;
-  let i = row - u32(batchMeta[sb]);
-  let newTokens = u32(batchMeta[sb + 1u]);
-  let cached = u32(batchMeta[sb + 2u]);
-  let table = u32(batchMeta[sb + 3u]);
-  let maskAt = batchMeta[sb + 4u];
-  let maskWords = (newTokens + 31u) / 32u;
-  // A chain sees its own prefix; a tree may see any earlier new token, filtered by the mask.
-  let keys = select(cached + newTokens, cached + i + 1u, maskAt < 0);
+  ${rowSequenceWgsl("T")}
 
   for (var d = lid; d < D; d += T) { qs[d] = q[qBase + d]; }
   workgroupBarrier();
@@ -290,20 +299,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let qBase = row * params.heads * D + head * D;
   let kvBase = (head / params.group) * D;
   ${prologue}
-  let seq = batchMeta[row];
-  if (seq < 0) {
-    for (var d = lid; d < D; d += WG) { out[qBase + d] = 0.0; }
-    return;
-  }
-  let sb = params.seqsOffset + u32(seq) * ${SEQ_WORDS}u;
-  let i = row - u32(batchMeta[sb]);
-  let newTokens = u32(batchMeta[sb + 1u]);
-  let cached = u32(batchMeta[sb + 2u]);
-  let table = u32(batchMeta[sb + 3u]);
-  let maskAt = batchMeta[sb + 4u];
-  let maskWords = (newTokens + 31u) / 32u;
-  // A chain sees its own prefix; a tree may see any earlier new token, filtered by the mask.
-  let keys = select(cached + newTokens, cached + i + 1u, maskAt < 0);
+  ${rowSequenceWgsl("WG")}
 
   let lane = lid % SG;
   let sgi = lid / SG;
