@@ -1,7 +1,7 @@
-// The engine's failures, each a SpecloopError of one ErrorKind (see @specloop/runtime's errors.ts). The
-// engine imports that module alone: the runtime's index loads gRPC, pino and protobufjs (34 MiB resident),
-// which a process that only runs the engine does not need.
-import { ErrorKind, SpecloopError } from "@specloop/runtime/errors";
+// The engine's failures, each a SpecloopError of one ErrorKind from the leaf package @specloop/errors. The
+// engine does not depend on @specloop/runtime: its index loads gRPC, pino and protobufjs (34 MiB resident),
+// which a process that only runs the engine does not need; the runtime maps these kinds to gRPC statuses.
+import { ErrorKind, SpecloopError } from "@specloop/errors";
 
 /** Where a machine without a usable WebGPU adapter should look first. */
 export const WEBGPU_SETUP_HINT =

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import * as errors from "@specloop/errors";
 import * as runtime from "./index.js";
 
 // Pins the public surface: a change here is a change every service sees.
@@ -50,4 +51,12 @@ test("index - exports exactly the public API", () => {
     "startMetricsServer",
     "unary",
   ]);
+});
+
+// The error classes are @specloop/errors' own (re-exported, not copied): an error the engine throws from
+// that leaf package is the same class here, so errorToStatus maps it by its kind.
+test("index - the error classes are @specloop/errors' own", () => {
+  assert.equal(runtime.SpecloopError, errors.SpecloopError);
+  assert.equal(runtime.ErrorKind, errors.ErrorKind);
+  assert.equal(runtime.errorToStatus(new errors.NotFoundError("gone")).code, runtime.Status.NOT_FOUND);
 });

@@ -3,7 +3,7 @@ import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { InvalidArgumentError } from "@specloop/runtime";
+import { InvalidArgumentError } from "@specloop/errors";
 import { ModelFileError, UnsupportedModelError } from "../errors.js";
 import { loadModelDir } from "../loader/hf-model.js";
 import { chatTemplateFromText, loadChatTemplate, requireChatTemplate } from "./chat-template.js";

@@ -4,7 +4,7 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Template } from "@huggingface/jinja";
-import { InvalidArgumentError } from "@specloop/runtime/errors";
+import { InvalidArgumentError } from "@specloop/errors";
 import { ModelFileError, UnsupportedModelError } from "../errors.js";
 import type { Json } from "../loader/json-file.js";
 
