@@ -134,11 +134,11 @@ describe("verifier solve - against a real inference node", () => {
       question: QUESTION,
       n: N,
       maxTokens: MAX_TOKENS,
-      sampling: { temperature: 1, topP: 1, topK: 0, seed: 7, stopTokenIds: [], stop: [] },
+      sampling: { temperature: 1, topP: 1, topK: 0, seed: "7", stopTokenIds: [], stop: [] },
       options: {
         judge: Judge.JUDGE_PAIRWISE,
         budget: 0,
-        seed: 3,
+        seed: "3",
         onJudgeFailure: JudgeFailurePolicy.JUDGE_FAILURE_POLICY_FAIL,
       },
       domain: "python",
@@ -252,7 +252,7 @@ describe("verifier solve - against a real inference node", () => {
           options: {
             judge: Judge.JUDGE_PAIRWISE,
             budget,
-            seed: 5,
+            seed: "5",
             onJudgeFailure: JudgeFailurePolicy.JUDGE_FAILURE_POLICY_FAIL,
           },
         },
@@ -280,7 +280,7 @@ describe("verifier solve - against a real inference node", () => {
           options: {
             judge: Judge.JUDGE_PAIRWISE,
             budget: 1,
-            seed: 0,
+            seed: "0",
             onJudgeFailure: JudgeFailurePolicy.JUDGE_FAILURE_POLICY_FAIL,
           },
         },
@@ -309,7 +309,7 @@ describe("verifier solve - against a real inference node", () => {
           options: {
             judge: Judge.JUDGE_PAIRWISE,
             budget: 0,
-            seed: 1,
+            seed: "1",
             onJudgeFailure: JudgeFailurePolicy.JUDGE_FAILURE_POLICY_FAIL,
           },
         },

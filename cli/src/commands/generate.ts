@@ -55,7 +55,7 @@ export function remoteGenerate(
     prompt: opts.prompt ?? "",
     promptTokenIds: opts.tokens ?? [],
     maxTokens: opts.maxTokens,
-    sampling: { temperature: opts.temperature, ...(opts.seed !== undefined ? { seed: opts.seed } : {}) },
+    sampling: { temperature: opts.temperature, ...(opts.seed !== undefined ? { seed: String(opts.seed) } : {}) },
     speculation: { drafter: DRAFTERS[opts.drafter] },
     domain: opts.domain,
   });

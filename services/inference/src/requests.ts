@@ -10,7 +10,7 @@ import {
   type SamplingParams,
   type SpeculationPolicy,
 } from "@specloop/proto";
-import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from "@specloop/runtime";
+import { FailedPreconditionError, InvalidArgumentError, NotFoundError, safeUint64 } from "@specloop/runtime";
 import type { DrafterKind } from "@specloop/speculation";
 import type { NodeFinishReason, NodeRequest } from "./scheduler.js";
 
@@ -173,7 +173,7 @@ export function nodeRequest(req: GenerateRequest, limits: RequestLimits): NodeRe
     promptTokens: promptIds,
     maxTokens,
     sampling,
-    seed: req.sampling?.seed ?? randomSeed(),
+    seed: safeUint64("sampling.seed", req.sampling?.seed) ?? randomSeed(),
     stopTokenIds: [...new Set([...limits.eosTokenIds, ...stopIds])],
     stopStrings,
     drafter: drafterOf(req.speculation, limits),

@@ -89,7 +89,7 @@ export function buildTrace(result: FinishedRequest, ctx: TraceContext, hiddenSiz
     temperature: request.sampling.temperature,
     topP: request.sampling.topP ?? 0,
     topK: request.sampling.topK ?? 0,
-    seed: request.seed,
+    seed: String(request.seed),
     stopTokenIds: request.stopTokenIds,
     stop: request.stopStrings,
   };

@@ -3,7 +3,7 @@
 // failing judge does.
 import { randomInt } from "node:crypto";
 import { Judge, JudgeFailurePolicy, type TournamentOptions } from "@specloop/proto";
-import { InvalidArgumentError } from "@specloop/runtime";
+import { InvalidArgumentError, safeUint64 } from "@specloop/runtime";
 import { DEFAULT_BUDGET_PER_CANDIDATE, type VerifierConfig } from "./config.js";
 import type { JudgeKind } from "./db/index.js";
 import { SANDBOX_LANGUAGES, type SandboxLanguage } from "./judges/sandbox.js";
@@ -17,7 +17,7 @@ export interface ResolvedOptions {
   tests?: { language: SandboxLanguage; cases: TestCaseSpec[]; timeLimitMs: number; memoryLimitMb: number };
 }
 
-const JUDGES: Record<Judge, JudgeKind> = {
+const JUDGES: Partial<Record<Judge, JudgeKind>> = {
   [Judge.JUDGE_UNSPECIFIED]: "pairwise",
   [Judge.JUDGE_PAIRWISE]: "pairwise",
   [Judge.JUDGE_POINTWISE]: "pointwise",
@@ -44,8 +44,7 @@ export function resolveOptions(
     throw new InvalidArgumentError("options.budget", `must be >= 0, got ${requested}`);
   }
   const budget = requested === 0 ? DEFAULT_BUDGET_PER_CANDIDATE * n : requested;
-  const seed = options?.seed ?? randomInt(2 ** 47);
-  if (!Number.isSafeInteger(seed) || seed < 0) throw new InvalidArgumentError("options.seed", "out of range");
+  const seed = safeUint64("options.seed", options?.seed) ?? randomInt(2 ** 47);
   const policy = options?.onJudgeFailure ?? JudgeFailurePolicy.JUDGE_FAILURE_POLICY_UNSPECIFIED;
   const onFailure =
     policy === JudgeFailurePolicy.JUDGE_FAILURE_POLICY_TIE

@@ -100,7 +100,7 @@ const CASES = [
 const testsOptions = {
   judge: Judge.JUDGE_TESTS,
   budget: 0,
-  seed: 11,
+  seed: "11",
   onJudgeFailure: JudgeFailurePolicy.JUDGE_FAILURE_POLICY_UNSPECIFIED,
   tests: { language: "python", cases: CASES, timeLimitMs: 3000, memoryLimitMb: 128 },
 };

@@ -17,6 +17,7 @@ export {
   serviceConfigSchema,
 } from "./config-sections.js";
 export * from "./errors.js";
+export { safeUint64 } from "./wire.js";
 export type { CallContext } from "./grpc/calls.js";
 export { type ServerStreamHandler, serverStream, type UnaryHandler, unary } from "./grpc/handlers.js";
 export { HEALTH_SERVICE_NAME } from "./grpc/reflection.js";

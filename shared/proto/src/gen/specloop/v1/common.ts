@@ -24,6 +24,7 @@ export enum Drafter {
   DRAFTER_EAGLE = "DRAFTER_EAGLE",
   /** DRAFTER_DRAFT_MODEL - A separate small model on the same tokenizer. */
   DRAFTER_DRAFT_MODEL = "DRAFTER_DRAFT_MODEL",
+  UNRECOGNIZED = "UNRECOGNIZED",
 }
 
 export function drafterFromJSON(object: any): Drafter {
@@ -46,8 +47,10 @@ export function drafterFromJSON(object: any): Drafter {
     case 5:
     case "DRAFTER_DRAFT_MODEL":
       return Drafter.DRAFTER_DRAFT_MODEL;
+    case -1:
+    case "UNRECOGNIZED":
     default:
-      throw new globalThis.Error("Unrecognized enum value " + object + " for enum Drafter");
+      return Drafter.UNRECOGNIZED;
   }
 }
 
@@ -65,8 +68,9 @@ export function drafterToJSON(object: Drafter): string {
       return "DRAFTER_EAGLE";
     case Drafter.DRAFTER_DRAFT_MODEL:
       return "DRAFTER_DRAFT_MODEL";
+    case Drafter.UNRECOGNIZED:
     default:
-      throw new globalThis.Error("Unrecognized enum value " + object + " for enum Drafter");
+      return "UNRECOGNIZED";
   }
 }
 
@@ -84,8 +88,9 @@ export function drafterToNumber(object: Drafter): number {
       return 4;
     case Drafter.DRAFTER_DRAFT_MODEL:
       return 5;
+    case Drafter.UNRECOGNIZED:
     default:
-      throw new globalThis.Error("Unrecognized enum value " + object + " for enum Drafter");
+      return -1;
   }
 }
 
@@ -99,6 +104,7 @@ export enum FinishReason {
   FINISH_REASON_CONTEXT = "FINISH_REASON_CONTEXT",
   /** FINISH_REASON_CANCELLED - The client cancelled or the deadline expired. */
   FINISH_REASON_CANCELLED = "FINISH_REASON_CANCELLED",
+  UNRECOGNIZED = "UNRECOGNIZED",
 }
 
 export function finishReasonFromJSON(object: any): FinishReason {
@@ -118,8 +124,10 @@ export function finishReasonFromJSON(object: any): FinishReason {
     case 4:
     case "FINISH_REASON_CANCELLED":
       return FinishReason.FINISH_REASON_CANCELLED;
+    case -1:
+    case "UNRECOGNIZED":
     default:
-      throw new globalThis.Error("Unrecognized enum value " + object + " for enum FinishReason");
+      return FinishReason.UNRECOGNIZED;
   }
 }
 
@@ -135,8 +143,9 @@ export function finishReasonToJSON(object: FinishReason): string {
       return "FINISH_REASON_CONTEXT";
     case FinishReason.FINISH_REASON_CANCELLED:
       return "FINISH_REASON_CANCELLED";
+    case FinishReason.UNRECOGNIZED:
     default:
-      throw new globalThis.Error("Unrecognized enum value " + object + " for enum FinishReason");
+      return "UNRECOGNIZED";
   }
 }
 
@@ -152,8 +161,9 @@ export function finishReasonToNumber(object: FinishReason): number {
       return 3;
     case FinishReason.FINISH_REASON_CANCELLED:
       return 4;
+    case FinishReason.UNRECOGNIZED:
     default:
-      throw new globalThis.Error("Unrecognized enum value " + object + " for enum FinishReason");
+      return -1;
   }
 }
 
@@ -170,6 +180,7 @@ export enum VersionStatus {
   VERSION_STATUS_RETIRED = "VERSION_STATUS_RETIRED",
   /** VERSION_STATUS_REJECTED - Refused by a node or by the canary gate; never served again. */
   VERSION_STATUS_REJECTED = "VERSION_STATUS_REJECTED",
+  UNRECOGNIZED = "UNRECOGNIZED",
 }
 
 export function versionStatusFromJSON(object: any): VersionStatus {
@@ -192,8 +203,10 @@ export function versionStatusFromJSON(object: any): VersionStatus {
     case 5:
     case "VERSION_STATUS_REJECTED":
       return VersionStatus.VERSION_STATUS_REJECTED;
+    case -1:
+    case "UNRECOGNIZED":
     default:
-      throw new globalThis.Error("Unrecognized enum value " + object + " for enum VersionStatus");
+      return VersionStatus.UNRECOGNIZED;
   }
 }
 
@@ -211,8 +224,9 @@ export function versionStatusToJSON(object: VersionStatus): string {
       return "VERSION_STATUS_RETIRED";
     case VersionStatus.VERSION_STATUS_REJECTED:
       return "VERSION_STATUS_REJECTED";
+    case VersionStatus.UNRECOGNIZED:
     default:
-      throw new globalThis.Error("Unrecognized enum value " + object + " for enum VersionStatus");
+      return "UNRECOGNIZED";
   }
 }
 
@@ -230,8 +244,9 @@ export function versionStatusToNumber(object: VersionStatus): number {
       return 4;
     case VersionStatus.VERSION_STATUS_REJECTED:
       return 5;
+    case VersionStatus.UNRECOGNIZED:
     default:
-      throw new globalThis.Error("Unrecognized enum value " + object + " for enum VersionStatus");
+      return -1;
   }
 }
 
@@ -240,6 +255,7 @@ export enum SpeculatorRole {
   SPECULATOR_ROLE_UNSPECIFIED = "SPECULATOR_ROLE_UNSPECIFIED",
   SPECULATOR_ROLE_LIVE = "SPECULATOR_ROLE_LIVE",
   SPECULATOR_ROLE_CANARY = "SPECULATOR_ROLE_CANARY",
+  UNRECOGNIZED = "UNRECOGNIZED",
 }
 
 export function speculatorRoleFromJSON(object: any): SpeculatorRole {
@@ -253,8 +269,10 @@ export function speculatorRoleFromJSON(object: any): SpeculatorRole {
     case 2:
     case "SPECULATOR_ROLE_CANARY":
       return SpeculatorRole.SPECULATOR_ROLE_CANARY;
+    case -1:
+    case "UNRECOGNIZED":
     default:
-      throw new globalThis.Error("Unrecognized enum value " + object + " for enum SpeculatorRole");
+      return SpeculatorRole.UNRECOGNIZED;
   }
 }
 
@@ -266,8 +284,9 @@ export function speculatorRoleToJSON(object: SpeculatorRole): string {
       return "SPECULATOR_ROLE_LIVE";
     case SpeculatorRole.SPECULATOR_ROLE_CANARY:
       return "SPECULATOR_ROLE_CANARY";
+    case SpeculatorRole.UNRECOGNIZED:
     default:
-      throw new globalThis.Error("Unrecognized enum value " + object + " for enum SpeculatorRole");
+      return "UNRECOGNIZED";
   }
 }
 
@@ -279,8 +298,9 @@ export function speculatorRoleToNumber(object: SpeculatorRole): number {
       return 1;
     case SpeculatorRole.SPECULATOR_ROLE_CANARY:
       return 2;
+    case SpeculatorRole.UNRECOGNIZED:
     default:
-      throw new globalThis.Error("Unrecognized enum value " + object + " for enum SpeculatorRole");
+      return -1;
   }
 }
 
@@ -295,10 +315,11 @@ export interface SamplingParams {
   /**
    * Seed for reproducible sampling (the same seed, prompt, parameters and drafter give the same output;
    * another drafter gives another sample from the same distribution); unset means the node picks one and
-   * reports it in the trace.
+   * reports it in the trace. At most 2^53 - 1 (carried as a decimal string in TypeScript so that a larger
+   * value is refused as INVALID_ARGUMENT naming the field rather than failing to decode).
    */
   seed?:
-    | number
+    | string
     | undefined;
   /** Generation stops after any of these token ids (the model's EOS ids are always stop tokens). */
   stopTokenIds: number[];
@@ -491,7 +512,7 @@ export const SamplingParams: MessageFns<SamplingParams> = {
               break;
             }
 
-            message.seed = longToNumber(reader.uint64());
+            message.seed = reader.uint64().toString();
             continue;
           }
           case 5: {
@@ -545,7 +566,7 @@ export const SamplingParams: MessageFns<SamplingParams> = {
         : isSet(object.top_k)
         ? globalThis.Number(object.top_k)
         : 0,
-      seed: isSet(object.seed) ? globalThis.Number(object.seed) : undefined,
+      seed: isSet(object.seed) ? globalThis.String(object.seed) : undefined,
       stopTokenIds: globalThis.Array.isArray(object?.stopTokenIds)
         ? object.stopTokenIds.map((e: any) => globalThis.Number(e))
         : globalThis.Array.isArray(object?.stop_token_ids)
@@ -567,7 +588,7 @@ export const SamplingParams: MessageFns<SamplingParams> = {
       obj.topK = Math.round(message.topK);
     }
     if (message.seed !== undefined) {
-      obj.seed = Math.round(message.seed);
+      obj.seed = globalThis.String(message.seed);
     }
     if (message.stopTokenIds?.length) {
       obj.stopTokenIds = message.stopTokenIds.map((e) => Math.round(e));

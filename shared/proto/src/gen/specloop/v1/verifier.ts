@@ -31,6 +31,7 @@ export enum Judge {
   JUDGE_POINTWISE = "JUDGE_POINTWISE",
   /** JUDGE_TESTS - Code answers run against test cases in a sandboxed child process. */
   JUDGE_TESTS = "JUDGE_TESTS",
+  UNRECOGNIZED = "UNRECOGNIZED",
 }
 
 export function judgeFromJSON(object: any): Judge {
@@ -47,8 +48,10 @@ export function judgeFromJSON(object: any): Judge {
     case 3:
     case "JUDGE_TESTS":
       return Judge.JUDGE_TESTS;
+    case -1:
+    case "UNRECOGNIZED":
     default:
-      throw new globalThis.Error("Unrecognized enum value " + object + " for enum Judge");
+      return Judge.UNRECOGNIZED;
   }
 }
 
@@ -62,8 +65,9 @@ export function judgeToJSON(object: Judge): string {
       return "JUDGE_POINTWISE";
     case Judge.JUDGE_TESTS:
       return "JUDGE_TESTS";
+    case Judge.UNRECOGNIZED:
     default:
-      throw new globalThis.Error("Unrecognized enum value " + object + " for enum Judge");
+      return "UNRECOGNIZED";
   }
 }
 
@@ -77,8 +81,9 @@ export function judgeToNumber(object: Judge): number {
       return 2;
     case Judge.JUDGE_TESTS:
       return 3;
+    case Judge.UNRECOGNIZED:
     default:
-      throw new globalThis.Error("Unrecognized enum value " + object + " for enum Judge");
+      return -1;
   }
 }
 
@@ -89,6 +94,7 @@ export enum JudgeFailurePolicy {
   JUDGE_FAILURE_POLICY_FAIL = "JUDGE_FAILURE_POLICY_FAIL",
   /** JUDGE_FAILURE_POLICY_TIE - Count the comparison as a tie (p = 0.5) and go on. */
   JUDGE_FAILURE_POLICY_TIE = "JUDGE_FAILURE_POLICY_TIE",
+  UNRECOGNIZED = "UNRECOGNIZED",
 }
 
 export function judgeFailurePolicyFromJSON(object: any): JudgeFailurePolicy {
@@ -102,8 +108,10 @@ export function judgeFailurePolicyFromJSON(object: any): JudgeFailurePolicy {
     case 2:
     case "JUDGE_FAILURE_POLICY_TIE":
       return JudgeFailurePolicy.JUDGE_FAILURE_POLICY_TIE;
+    case -1:
+    case "UNRECOGNIZED":
     default:
-      throw new globalThis.Error("Unrecognized enum value " + object + " for enum JudgeFailurePolicy");
+      return JudgeFailurePolicy.UNRECOGNIZED;
   }
 }
 
@@ -115,8 +123,9 @@ export function judgeFailurePolicyToJSON(object: JudgeFailurePolicy): string {
       return "JUDGE_FAILURE_POLICY_FAIL";
     case JudgeFailurePolicy.JUDGE_FAILURE_POLICY_TIE:
       return "JUDGE_FAILURE_POLICY_TIE";
+    case JudgeFailurePolicy.UNRECOGNIZED:
     default:
-      throw new globalThis.Error("Unrecognized enum value " + object + " for enum JudgeFailurePolicy");
+      return "UNRECOGNIZED";
   }
 }
 
@@ -128,8 +137,9 @@ export function judgeFailurePolicyToNumber(object: JudgeFailurePolicy): number {
       return 1;
     case JudgeFailurePolicy.JUDGE_FAILURE_POLICY_TIE:
       return 2;
+    case JudgeFailurePolicy.UNRECOGNIZED:
     default:
-      throw new globalThis.Error("Unrecognized enum value " + object + " for enum JudgeFailurePolicy");
+      return -1;
   }
 }
 
@@ -139,6 +149,7 @@ export enum TournamentState {
   TOURNAMENT_STATE_JUDGING = "TOURNAMENT_STATE_JUDGING",
   TOURNAMENT_STATE_DONE = "TOURNAMENT_STATE_DONE",
   TOURNAMENT_STATE_FAILED = "TOURNAMENT_STATE_FAILED",
+  UNRECOGNIZED = "UNRECOGNIZED",
 }
 
 export function tournamentStateFromJSON(object: any): TournamentState {
@@ -158,8 +169,10 @@ export function tournamentStateFromJSON(object: any): TournamentState {
     case 4:
     case "TOURNAMENT_STATE_FAILED":
       return TournamentState.TOURNAMENT_STATE_FAILED;
+    case -1:
+    case "UNRECOGNIZED":
     default:
-      throw new globalThis.Error("Unrecognized enum value " + object + " for enum TournamentState");
+      return TournamentState.UNRECOGNIZED;
   }
 }
 
@@ -175,8 +188,9 @@ export function tournamentStateToJSON(object: TournamentState): string {
       return "TOURNAMENT_STATE_DONE";
     case TournamentState.TOURNAMENT_STATE_FAILED:
       return "TOURNAMENT_STATE_FAILED";
+    case TournamentState.UNRECOGNIZED:
     default:
-      throw new globalThis.Error("Unrecognized enum value " + object + " for enum TournamentState");
+      return "UNRECOGNIZED";
   }
 }
 
@@ -192,8 +206,9 @@ export function tournamentStateToNumber(object: TournamentState): number {
       return 3;
     case TournamentState.TOURNAMENT_STATE_FAILED:
       return 4;
+    case TournamentState.UNRECOGNIZED:
     default:
-      throw new globalThis.Error("Unrecognized enum value " + object + " for enum TournamentState");
+      return -1;
   }
 }
 
@@ -217,7 +232,8 @@ export interface TournamentOptions {
   judge: Judge;
   /** Maximum judge calls (each pairwise comparison in both orders counts as one); 0 means 3N. */
   budget: number;
-  seed?: number | undefined;
+  /** At most 2^53 - 1 (a decimal string in TypeScript: a larger value is INVALID_ARGUMENT, not a decode error). */
+  seed?: string | undefined;
   onJudgeFailure: JudgeFailurePolicy;
   tests?: TestsJudgeOptions | undefined;
 }
@@ -601,7 +617,7 @@ export const TournamentOptions: MessageFns<TournamentOptions> = {
               break;
             }
 
-            message.seed = longToNumber(reader.uint64());
+            message.seed = reader.uint64().toString();
             continue;
           }
           case 4: {
@@ -636,7 +652,7 @@ export const TournamentOptions: MessageFns<TournamentOptions> = {
     return {
       judge: isSet(object.judge) ? judgeFromJSON(object.judge) : Judge.JUDGE_UNSPECIFIED,
       budget: isSet(object.budget) ? globalThis.Number(object.budget) : 0,
-      seed: isSet(object.seed) ? globalThis.Number(object.seed) : undefined,
+      seed: isSet(object.seed) ? globalThis.String(object.seed) : undefined,
       onJudgeFailure: isSet(object.onJudgeFailure)
         ? judgeFailurePolicyFromJSON(object.onJudgeFailure)
         : isSet(object.on_judge_failure)
@@ -655,7 +671,7 @@ export const TournamentOptions: MessageFns<TournamentOptions> = {
       obj.budget = Math.round(message.budget);
     }
     if (message.seed !== undefined) {
-      obj.seed = Math.round(message.seed);
+      obj.seed = globalThis.String(message.seed);
     }
     if (message.onJudgeFailure !== JudgeFailurePolicy.JUDGE_FAILURE_POLICY_UNSPECIFIED) {
       obj.onJudgeFailure = judgeFailurePolicyToJSON(message.onJudgeFailure);
