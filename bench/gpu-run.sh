@@ -15,8 +15,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 if [ "${1:-}" = "--bundle" ]; then
-  # The engine and the speculation package import only @specloop/runtime/errors (runtime's barrel loads gRPC,
-  # which reads files at import time that a bundle does not carry). The banner gives the ES module bundle a
+  # The engine and the speculation package import @specloop/errors, not @specloop/runtime (runtime's barrel
+  # loads gRPC, which reads files at import time that a bundle does not carry). The banner gives the ES module bundle a
   # `require` for the CommonJS dependencies esbuild inlines.
   for name in gpu-decode gpu-parity spec-decode; do
     npx esbuild "bench/$name.ts" --bundle --platform=node --format=esm --target=node20 \
