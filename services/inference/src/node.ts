@@ -2,7 +2,7 @@
 // the drafters, the speculative decoder behind the scheduler, the acceptance book, traces out to JetStream
 // and the fleet's traces in (into the suffix tree), metrics, and the status the heartbeat reports.
 import { resolve } from "node:path";
-import { type Bus, consumeTraces, type RunningConsumer, SpeculatorRegistry } from "@specloop/bus";
+import type { Bus } from "@specloop/bus";
 import {
   blocksForBudget,
   KvManager,
@@ -28,11 +28,12 @@ import {
 import type { Registry } from "prom-client";
 import { AcceptanceBook } from "./acceptance.js";
 import type { InferenceConfig } from "./config.js";
+import { connectFleet, type FleetLink } from "./fleet.js";
 import { type NodeMetrics, nodeMetrics } from "./metrics.js";
 import type { RequestLimits } from "./requests.js";
 import { type FinishedRequest, type NodeRequest, Scheduler } from "./scheduler.js";
-import { RoutedEagleDrafter, SpeculatorSwapper, type SwapOutcome } from "./speculators.js";
-import { buildTrace, TracePublisher } from "./traces.js";
+import { RoutedEagleDrafter, type SwapOutcome } from "./speculators.js";
+import { buildTrace } from "./traces.js";
 
 export const SERVICE_VERSION = "0.1.0";
 
@@ -58,9 +59,7 @@ export class InferenceNode {
   readonly scheduler: Scheduler;
   readonly acceptance = new AcceptanceBook();
   readonly metrics: NodeMetrics;
-  private traces: TracePublisher | undefined;
-  private fleet: RunningConsumer | undefined;
-  private swapper: SpeculatorSwapper | undefined;
+  private fleet: FleetLink | undefined;
   /** The learned drafter, routing live and canary; offered to requests once a live head is loaded. */
   readonly eagle: RoutedEagleDrafter;
   /** Draws which requests' traces carry hidden features (the share, not the exact requests, matters). */
@@ -193,49 +192,9 @@ export class InferenceNode {
     return node;
   }
 
-  /** Traces out, fleet traces in. */
+  /** Traces out, speculators and fleet traces in (fleet.ts). */
   private async connect(bus: Bus): Promise<void> {
-    const { config, logger } = this.options;
-    if (config.traces.enabled) {
-      this.traces = new TracePublisher(bus, logger, {
-        bufferSize: config.traces.bufferSize,
-        maxMessageBytes: config.bus.traceStream.maxMessageBytes,
-        onPublished: () => this.metrics.tracesPublished.inc(),
-        onDropped: (reason) => this.metrics.traceDrops.inc({ reason }),
-      });
-    }
-    const registry = await SpeculatorRegistry.open(bus.js);
-    this.swapper = new SpeculatorSwapper({
-      registry,
-      modelId: this.identity.modelId,
-      target: this.model,
-      eagle: this.eagle,
-      atStepBoundary: async (fn) => {
-        const out = await this.scheduler.runExclusive(fn);
-        // Offered to requests from the first live head on.
-        if (this.eagle.live !== undefined) this.drafters.set("eagle", this.eagle);
-        return out;
-      },
-      metrics: this.metrics,
-      logger,
-      ...(this.options.onSwap ? { onOutcome: this.options.onSwap } : {}),
-    });
-    await this.swapper.start();
-    if (config.traces.consumeFleet) {
-      // Every node's outputs (this one's included) feed the fleet suffix tree: one durable consumer per
-      // node, since each node needs every trace (a shared durable would split them between nodes).
-      this.fleet = await consumeTraces(bus, {
-        modelId: this.identity.modelId,
-        durable: `fleet-suffix-${this.identity.nodeId.replace(/[^A-Za-z0-9_-]/g, "_")}`,
-        logger,
-        handler: (trace) => {
-          if (trace.outputTokenIds.length > 0) {
-            this.suffix.ingestFleetOutput(trace.outputTokenIds, trace.promptTokenIds);
-          }
-          return "ack";
-        },
-      });
-    }
+    this.fleet = await connectFleet(bus, this, this.options);
   }
 
   private resolveDrafter(r: NodeRequest): DrafterKind {
@@ -269,7 +228,8 @@ export class InferenceNode {
         this.acceptance.record(seq.drafter, version, r.request.domain, seq.targetPasses, seq.verifiedTokens);
       }
     }
-    if (this.traces !== undefined && r.error === undefined && seq.outputLength > 0) {
+    const traces = this.fleet?.traces;
+    if (traces !== undefined && r.error === undefined && seq.outputLength > 0) {
       const trace = buildTrace(
         r,
         {
@@ -280,7 +240,7 @@ export class InferenceNode {
         },
         this.model.config.hiddenSize,
       );
-      this.traces.offer(trace);
+      traces.offer(trace);
     }
   }
 
@@ -303,10 +263,9 @@ export class InferenceNode {
   }
 
   async close(): Promise<void> {
-    await this.swapper?.stop();
+    await this.fleet?.stopSwaps();
     await this.scheduler.close();
-    await this.fleet?.stop();
-    await this.traces?.flush(2_000);
+    await this.fleet?.close();
     this.model.backend.destroy();
   }
 }
