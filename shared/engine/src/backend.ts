@@ -24,6 +24,14 @@ export interface Activation {
   readonly cols: number;
 }
 
+/**
+ * One token id per row, held by the backend (a greedy step's argmax left on the device: argmaxIds). Its
+ * memory goes back to the backend once the handle is garbage.
+ */
+export interface TokenIds {
+  readonly rows: number;
+}
+
 export interface KvCacheSpec {
   numLayers: number;
   numBlocks: number;
@@ -204,6 +212,16 @@ export interface Backend {
     scale: number,
     qkNorm?: QkNormSpec,
   ): Activation;
+
+  // Optional: greedy decoding with the ids kept on the device. A backend that records its ops (webgpu) can
+  // then record step n + 1, fed by step n's argmax, before step n's ids reach the host (generate.ts).
+
+  /** argmaxRows without the read: each row's argmax (lowest index on ties), held by the backend. */
+  argmaxIds?(x: Activation): TokenIds;
+  /** embed() of ids held by the backend. */
+  embedIds?(table: Weight, ids: TokenIds): Activation;
+  /** The ids, to the host. */
+  readIds?(ids: TokenIds): Promise<Int32Array>;
 
   /** Reads x back to the host as f32, row-major. */
   readRows(x: Activation): Promise<Float32Array>;

@@ -1,7 +1,10 @@
 // Plain generation, no speculation (gpt-fast's prefill + decode_one_token): every sequence's prompt goes
 // through one batched pass, then each step feeds every unfinished sequence its last token in one pass,
 // until it samples a stop token or reaches its token limit. Sequences of different lengths share passes.
-import type { Activation } from "./backend.js";
+// Greedy batches on a backend that keeps ids on the device (Backend.argmaxIds) run one step ahead: step
+// n + 1 is recorded from step n's argmax while the device still runs step n, and step n's ids are read
+// when step n + 1 is on its way (see decodeAhead).
+import type { Activation, Backend, TokenIds } from "./backend.js";
 import { KvCacheFullError } from "./errors.js";
 import { buildLayout } from "./kv/layout.js";
 import { KvManager } from "./kv/manager.js";
@@ -52,10 +55,14 @@ interface Running {
   done: boolean;
 }
 
+function isGreedy(r: GenerateRequest): boolean {
+  return (r.sampling ?? GREEDY).temperature === 0;
+}
+
 /** Samples one token per logits row; greedy batches read back only the argmax ids. */
 async function pick(model: Model, logits: Activation, seqs: Running[]): Promise<number[]> {
   const be = model.backend;
-  if (seqs.every((s) => (s.request.sampling ?? GREEDY).temperature === 0)) {
+  if (seqs.every((s) => isGreedy(s.request))) {
     return Array.from(await be.argmaxRows(logits));
   }
   const rows = await be.readRows(logits);
@@ -73,6 +80,84 @@ function accept(s: Running, token: number): void {
   } else if (s.out.tokens.length >= s.request.maxTokens) {
     s.done = true;
   }
+}
+
+type DeviceIdsBackend = Backend & Required<Pick<Backend, "argmaxIds" | "embedIds" | "readIds">>;
+
+/** A decode step recorded and not yet read: its sequences (its rows, in order), their ids, the ids' read. */
+interface InFlight {
+  seqs: Running[];
+  ids: TokenIds;
+  read: Promise<Int32Array>;
+}
+
+/**
+ * Greedy decoding one step ahead: while the device runs step n (and its ids are being read), step n + 1 is
+ * recorded with step n's argmax as its input ids, so the recording of a step overlaps the device's work on
+ * the one before instead of waiting for its read. Which sequences step n + 1 holds is known without step
+ * n's ids (each token limit is a count), except for stop tokens: a sequence that stops at step n has a
+ * wasted row in step n + 1, whose token is dropped (its KV slot is past the sequence's end). Whenever the
+ * next step's sequences differ from the in-flight step's (a limit reached, a stop), the in-flight step is
+ * read first and the next step starts from the host's ids. Returns tokens accepted and passes run.
+ */
+async function decodeAhead(
+  model: Model,
+  be: DeviceIdsBackend,
+  kv: KvManager,
+  seqs: Running[],
+  grow: (s: Running, n: number) => void,
+): Promise<{ tokens: number; steps: number }> {
+  let tokens = 0;
+  let steps = 0;
+  let inFlight: InFlight | null = null;
+  const land = async (step: InFlight) => {
+    const ids = await step.read;
+    step.seqs.forEach((s, i) => {
+      if (s.done) return; // stopped at the step before: this row was recorded ahead for nothing
+      accept(s, ids[i] as number);
+      tokens++;
+    });
+  };
+  for (;;) {
+    const pending: Running[] | undefined = inFlight?.seqs;
+    // The sequences the next step is for: unfinished once the in-flight step's tokens are counted.
+    const next: Running[] = seqs.filter(
+      (s) => !s.done && s.out.tokens.length + (pending?.includes(s) ? 1 : 0) < s.request.maxTokens,
+    );
+    const chained = pending !== undefined && sameSequences(pending, next);
+    if (next.length === 0 || (inFlight !== null && !chained)) {
+      if (inFlight === null) break;
+      await land(inFlight);
+      inFlight = null;
+      continue;
+    }
+    if (inFlight === null) for (const s of next) grow(s, 1);
+    else if (!next.every((s) => kv.allocateSlots(s.id, 1) !== null)) {
+      // The pool is short: a slot may be free once the in-flight step says who stopped (each call makes room
+      // past the cached tokens, so the ones that succeeded are not counted twice).
+      await land(inFlight);
+      inFlight = null;
+      continue;
+    }
+    const layout = buildLayout(
+      kv,
+      next.map((s) => ({ seq: s.id, newTokens: 1 })),
+    );
+    const input = inFlight ? inFlight.ids : Int32Array.from(next, (s) => s.out.tokens.at(-1) as number);
+    const { logits } = model.forward(kv.storage, layout, input);
+    const ids = be.argmaxIds(logits!);
+    be.release(logits!);
+    for (const s of next) kv.commit(s.id, 1);
+    steps++;
+    const previous = inFlight;
+    inFlight = { seqs: next, ids, read: be.readIds(ids) };
+    if (previous) await land(previous);
+  }
+  return { tokens, steps };
+}
+
+function sameSequences(a: readonly Running[], b: readonly Running[]): boolean {
+  return a.length === b.length && a.every((s, i) => s === b[i]);
 }
 
 export async function generate(
@@ -130,6 +215,12 @@ export async function generate(
   t0 = performance.now();
   let decodeTokens = 0;
   let decodeSteps = 0;
+  const be = model.backend;
+  if (be.argmaxIds && be.embedIds && be.readIds && seqs.every((s) => isGreedy(s.request))) {
+    const ahead = await decodeAhead(model, be as DeviceIdsBackend, kv, seqs, grow);
+    decodeTokens = ahead.tokens;
+    decodeSteps = ahead.steps;
+  }
   for (let active = seqs.filter((s) => !s.done); active.length > 0; active = active.filter((s) => !s.done)) {
     for (const s of active) grow(s, 1);
     const layout = buildLayout(

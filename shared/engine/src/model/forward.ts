@@ -14,6 +14,7 @@ import type {
   KvStorage,
   PreparedBatch,
   RopeSpec,
+  TokenIds,
   Weight,
 } from "../backend.js";
 import type { ModelConfig } from "./config.js";
@@ -184,15 +185,23 @@ function swap(be: Backend, old: Activation, next: Activation): Activation {
   return next;
 }
 
+/** The embeddings of ids the backend holds (Backend.argmaxIds). */
+function embedIds(be: Backend, table: Weight, ids: TokenIds): Activation {
+  if (!be.embedIds) throw new RangeError(`forward: the ${be.kind} backend takes ids on the host only`);
+  return be.embedIds(table, ids);
+}
+
 export function forward(
   ctx: ForwardContext,
   kv: KvStorage,
   layout: BatchLayout,
-  ids: Int32Array,
+  ids: Int32Array | TokenIds,
   options: ForwardOptions = {},
 ): ForwardOutput {
   const { backend: be, config: c, weights } = ctx;
-  if (ids.length !== layout.rows) throw new RangeError(`forward: ${ids.length} ids for ${layout.rows} rows`);
+  const onHost = ids instanceof Int32Array;
+  const n = onHost ? ids.length : ids.rows;
+  if (n !== layout.rows) throw new RangeError(`forward: ${n} ids for ${layout.rows} rows`);
   for (const p of layout.positions) {
     if (p >= c.maxPositions)
       throw new RangeError(`forward: position ${p} is past the context length ${c.maxPositions}`);
@@ -203,7 +212,7 @@ export function forward(
   }
   const batch = be.prepareBatch(layout, kv.spec.blockSize);
   const hidden = new Map<number, Activation>();
-  let h = be.embed(weights.embed, ids);
+  let h = onHost ? be.embed(weights.embed, ids) : embedIds(be, weights.embed, ids);
   weights.layers.forEach((w, layer) => {
     const next = decoderLayer(ctx, w, layer, h, kv, batch);
     if (!wantHidden.has(layer - 1)) be.release(h);

@@ -1,5 +1,5 @@
 // A model resident in a backend: config, weights, RoPE table, and the forward pass bound to them.
-import type { Backend, BatchLayout, KvCacheSpec, KvStorage, RopeSpec } from "../backend.js";
+import type { Backend, BatchLayout, KvCacheSpec, KvStorage, RopeSpec, TokenIds } from "../backend.js";
 import type { HostTensor } from "../tensor.js";
 import type { ModelConfig } from "./config.js";
 import { type ForwardOptions, type ForwardOutput, forward } from "./forward.js";
@@ -34,8 +34,16 @@ export class Model {
     return { numLayers: c.numLayers, numBlocks, blockSize, numKvHeads: c.numKvHeads, headDim: c.headDim };
   }
 
-  /** Runs `ids` (one per row of `layout`) through the model, writing their K and V into `kv`. */
-  forward(kv: KvStorage, layout: BatchLayout, ids: Int32Array, options?: ForwardOptions): ForwardOutput {
+  /**
+   * Runs `ids` (one per row of `layout`; on the host, or held by the backend: Backend.argmaxIds) through the
+   * model, writing their K and V into `kv`.
+   */
+  forward(
+    kv: KvStorage,
+    layout: BatchLayout,
+    ids: Int32Array | TokenIds,
+    options?: ForwardOptions,
+  ): ForwardOutput {
     return forward(this, kv, layout, ids, options);
   }
 }

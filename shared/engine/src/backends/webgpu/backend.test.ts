@@ -1,12 +1,17 @@
 // The webgpu backend as a whole (its ops one by one are in ../conformance.test.ts): the bundled tiny-code
-// model's logits and greedy tokens match transformers' as on the reference backend, a repeated forward
-// reuses pooled buffers and submits once per read, Dawn errors surface at the read, and a process that
-// destroys the backend exits by itself.
+// model's logits and greedy tokens match transformers' as on the reference backend, greedy generate() one
+// step ahead (ids kept on the device) gives what the host loop gives, a repeated forward reuses pooled
+// buffers and submits once per read, Dawn errors surface at the read, and a process that destroys the
+// backend exits by itself.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
+import type { Backend } from "../../backend.js";
 import { WebGpuKernelError } from "../../errors.js";
+import { type GenerateRequest, generate } from "../../generate.js";
+import { loadModelDir } from "../../loader/hf-model.js";
+import { Model } from "../../model/model.js";
 import { runParity } from "../../model/parity-support.js";
 import { f32Tensor } from "../../tensor.js";
 import { createWebGpuBackend } from "./backend.js";
@@ -14,6 +19,7 @@ import { createWebGpuDevice } from "./device.js";
 import { gpuBuf } from "./resources.js";
 
 const TINY_CODE = fileURLToPath(new URL("../../../../../models/tiny-code/", import.meta.url));
+const TINY_DRAFT = fileURLToPath(new URL("../../../../../models/tiny-code-draft/", import.meta.url));
 
 // lavapipe runs the model at a few GFLOP/s: the inputs of up to 35 tokens and the first greedy tokens keep
 // this test to seconds (model/parity.test.ts runs every input on the reference backend).
@@ -31,6 +37,52 @@ test("webgpu backend - tiny-code matches transformers: top-8 logits at every pos
     // The parity test's bound for the reference backend (model/parity.test.ts).
     assert.ok(maxDiff <= 2e-3, `max |logit diff| ${maxDiff} at ${where}`);
     for (const g of greedy) assert.deepEqual(g.tokens, g.expected, `greedy continuation of ${g.name}`);
+  } finally {
+    be.destroy();
+  }
+});
+
+test("webgpu backend - greedy generate() one step ahead (argmaxIds) equals the host loop", async () => {
+  const be = createWebGpuBackend(await createWebGpuDevice({ label: "ahead" }));
+  try {
+    const source = await loadModelDir(TINY_DRAFT);
+    // The same device and kernels without argmaxIds: generate() then reads every step's ids before the next.
+    const hostOnly: Backend = Object.create(be, { argmaxIds: { value: undefined } });
+    const ahead = Model.load(be, source);
+    const host = Model.load(hostOnly, source);
+    let aheadIds = 0;
+    const argmaxIds = be.argmaxIds.bind(be);
+    be.argmaxIds = (x) => {
+      aheadIds++;
+      return argmaxIds(x);
+    };
+    const prompts = [[0, 333, 288, 1986], [0], [0, 7536, 366, 4658, 1943, 7289, 544]];
+    // Different limits (the batch shrinks twice) and, once the free run shows a token, a stop token there.
+    const batch: GenerateRequest[] = prompts.map((prompt, i) => ({
+      prompt,
+      maxTokens: 5 + 4 * i,
+      stopTokenIds: [],
+    }));
+    const plain = await generate(host, batch, { blockSize: 4 });
+    assert.equal(aheadIds, 0);
+    const run = await generate(ahead, batch, { blockSize: 4 });
+    assert.ok(aheadIds >= run.stats.decodeSteps, "the one-step-ahead path ran");
+    assert.deepEqual(
+      run.outputs.map((o) => o.tokens),
+      plain.outputs.map((o) => o.tokens),
+    );
+    assert.equal(run.stats.decodeTokens, plain.stats.decodeTokens);
+    assert.equal(run.stats.decodeSteps, plain.stats.decodeSteps);
+    const stop = plain.outputs[2]!.tokens[3]!;
+    const stopping = batch.map((r) => ({ ...r, stopTokenIds: [stop] }));
+    const plainStop = await generate(host, stopping, { blockSize: 4 });
+    const aheadStop = await generate(ahead, stopping, { blockSize: 4 });
+    assert.equal(plainStop.outputs[2]!.finishReason, "stop");
+    assert.deepEqual(
+      aheadStop.outputs.map((o) => [o.tokens, o.finishReason]),
+      plainStop.outputs.map((o) => [o.tokens, o.finishReason]),
+    );
+    assert.equal(aheadStop.stats.decodeTokens, plainStop.stats.decodeTokens);
   } finally {
     be.destroy();
   }

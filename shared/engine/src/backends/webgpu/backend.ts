@@ -15,6 +15,7 @@ import type {
   QkvBiases,
   RmsNormSpec,
   RopeSpec,
+  TokenIds,
   Weight,
 } from "../../backend.js";
 import { WebGpuKernelError } from "../../errors.js";
@@ -26,7 +27,7 @@ import { encodeAdd } from "./ops/add.js";
 import { encodeArgmax } from "./ops/argmax.js";
 import { encodeAttention, encodeRopeAttention } from "./ops/attention.js";
 import { encodeCopyKv } from "./ops/copy-kv.js";
-import { encodeEmbed } from "./ops/embed.js";
+import { encodeEmbed, encodeEmbedIds } from "./ops/embed.js";
 import { encodeGatherRows } from "./ops/gather-rows.js";
 import {
   encodeGateUpSilu,
@@ -43,9 +44,11 @@ import { type ProfileEntry, Recorder } from "./recorder.js";
 import {
   GpuActivation,
   GpuKvStorage,
+  GpuTokenIds,
   GpuWeight,
   gpuAct,
   gpuBuf,
+  gpuIds,
   gpuKv,
   gpuWeight,
   packWeight,
@@ -110,6 +113,10 @@ export class WebGpuBackend implements Backend {
   private readonly batchFinalizer = new FinalizationRegistry<GPUBuffer[]>((buffers) => {
     if (this.destroyed) return;
     for (const b of buffers) this.rec.releaseAfterSubmit(b);
+  });
+  /** Likewise the buffer of token ids (argmaxIds). */
+  private readonly idsFinalizer = new FinalizationRegistry<GPUBuffer>((buffer) => {
+    if (!this.destroyed) this.rec.releaseAfterSubmit(buffer);
   });
 
   /** Takes ownership of `gpu`: destroy() destroys it. */
@@ -333,6 +340,30 @@ export class WebGpuBackend implements Backend {
     } finally {
       this.release(ids);
     }
+  }
+
+  argmaxIds(x: Activation): TokenIds {
+    const a = gpuAct(x);
+    const out = encodeArgmax(this.rec, a);
+    const ids = new GpuTokenIds(a.rows, a.cols, gpuBuf(out));
+    this.idsFinalizer.register(ids, ids.buffer);
+    return ids;
+  }
+
+  embedIds(table: Weight, ids: TokenIds): Activation {
+    const t = gpuWeight(table);
+    const g = gpuIds(ids);
+    if (g.bound > t.rows)
+      throw new RangeError(`embedIds: ids below ${g.bound} for a table of ${t.rows} rows (${t.name})`);
+    return encodeEmbedIds(this.rec, t, g.buffer, g.rows);
+  }
+
+  async readIds(ids: TokenIds): Promise<Int32Array> {
+    const g = gpuIds(ids);
+    if (g.rows === 0) return new Int32Array(0);
+    const bytes = await this.rec.read(g.buffer, g.rows * 4);
+    this.throwDeviceError();
+    return new Int32Array(bytes);
   }
 
   release(x: Activation): void {

@@ -1,6 +1,6 @@
 // The webgpu backend's own objects behind the Backend interface's opaque handles. Objects of another backend
 // are refused by name rather than misread.
-import type { Activation, KvCacheSpec, KvStorage, Weight } from "../../backend.js";
+import type { Activation, KvCacheSpec, KvStorage, TokenIds, Weight } from "../../backend.js";
 import { DTYPE_BYTES, type DType, type HostTensor, numel } from "../../tensor.js";
 
 /** An f32 [rows, cols] activation in a pooled buffer (the buffer may be larger than rows * cols * 4). */
@@ -15,6 +15,16 @@ export class GpuActivation implements Activation {
   get elements(): number {
     return this.rows * this.cols;
   }
+}
+
+/** One i32 token id per row in a pooled buffer (Backend.argmaxIds). */
+export class GpuTokenIds implements TokenIds {
+  constructor(
+    readonly rows: number,
+    /** Every id is below this (the argmax's row length). */
+    readonly bound: number,
+    readonly buffer: GPUBuffer,
+  ) {}
 }
 
 /** Elements per stored row: rows are padded so that 16-byte loads of 8 elements stay inside one row. */
@@ -119,4 +129,9 @@ export function gpuWeight(w: Weight): GpuWeight {
 export function gpuKv(kv: KvStorage): GpuKvStorage {
   if (!(kv instanceof GpuKvStorage)) throw new TypeError("webgpu backend: KV storage from another backend");
   return kv;
+}
+
+export function gpuIds(ids: TokenIds): GpuTokenIds {
+  if (!(ids instanceof GpuTokenIds)) throw new TypeError("webgpu backend: token ids from another backend");
+  return ids;
 }

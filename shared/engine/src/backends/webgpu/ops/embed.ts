@@ -20,13 +20,26 @@ export function encodeEmbed(rec: Recorder, table: GpuWeight, ids: Int32Array): G
   for (const id of ids) {
     if (!(id >= 0 && id < table.rows)) throw new RangeError(`embed: id ${id} outside [0, ${table.rows})`);
   }
-  const y = rec.activation(ids.length, table.cols);
-  if (y.elements === 0) return y;
+  if (ids.length === 0) return rec.activation(0, table.cols);
+  return dispatchEmbed(rec, table, rec.upload(ids), ids.length);
+}
+
+/**
+ * Rows of the table for `rows` ids already on the device (an argmax's output: always inside the table, for
+ * the table is the LM head whose columns it indexes, or a vocabulary of the same size).
+ */
+export function encodeEmbedIds(rec: Recorder, table: GpuWeight, ids: GPUBuffer, rows: number): GpuActivation {
+  if (rows === 0) return rec.activation(0, table.cols);
+  return dispatchEmbed(rec, table, ids, rows);
+}
+
+function dispatchEmbed(rec: Recorder, table: GpuWeight, ids: GPUBuffer, rows: number): GpuActivation {
+  const y = rec.activation(rows, table.cols);
   rec.dispatch({
     key: `embed:${table.dtype}`,
     wgsl: () => embedWgsl(table.dtype),
     params: new ParamBlock().u32(y.elements).u32(table.cols).u32(table.rowStride),
-    buffers: [table.buffer, rec.upload(ids), gpuBuf(y)],
+    buffers: [table.buffer, ids, gpuBuf(y)],
     workgroups: elementwiseWorkgroups(y.elements),
   });
   return y;
