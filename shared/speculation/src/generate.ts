@@ -10,9 +10,10 @@ import {
   type Model,
   randomSeed,
 } from "@specloop/engine";
-import { DecodeSequence, type FinishReason, SpeculativeDecoder } from "./decoder.js";
+import { SpeculativeDecoder } from "./decoder.js";
 import type { DraftCapTuner } from "./draft-cap.js";
 import type { Drafter, DrafterKind } from "./drafter.js";
+import { DecodeSequence, type FinishReason } from "./sequence.js";
 
 export interface SpeculativeGenerateOptions {
   drafter: DrafterKind;
@@ -89,7 +90,7 @@ export async function speculativeGenerate(
         `speculativeGenerate: no KV blocks left (${numBlocks} blocks of ${blockSize})`,
       );
     }
-    if (step.ran.some((r) => r.kind === "verify")) {
+    if (step.ran.some((r) => r.tokens.length > 0)) {
       passes++;
       decodeStart ??= tStep;
     }

@@ -13,18 +13,14 @@ export {
   updateAcceptance,
 } from "./budget.js";
 export {
-  type CapturedFeatures,
   type DecoderOptions,
-  DecodeSequence,
-  type FinishReason,
-  logSumExp,
-  type SequenceOptions,
+  type SequencePlan,
   type SequenceStep,
   SpeculativeDecoder,
   type StepOptions,
-  type StepRecord,
+  type StepOutput,
+  type StepPlan,
   type StepResult,
-  topKOf,
 } from "./decoder.js";
 export {
   type CapDecision,
@@ -52,6 +48,16 @@ export {
   type SpeculativeStats,
   speculativeGenerate,
 } from "./generate.js";
+export { logSumExp, topKOf } from "./rows.js";
+export {
+  type CapturedFeatures,
+  DecodeSequence,
+  type FinishReason,
+  type SequenceOptions,
+  type SpeculationCounters,
+  type StepRecord,
+  StopCondition,
+} from "./sequence.js";
 export { SuffixOptionsError, SuffixTreeError } from "./suffix/errors.js";
 export {
   DEFAULT_SUFFIX_FLEET_MAX_TOKENS,
@@ -65,6 +71,7 @@ export {
 } from "./suffix/suffix-drafter.js";
 export { SuffixTree, type SuffixTreeOptions, type SuffixTreeStats } from "./suffix/suffix-tree.js";
 export {
+  checkProposal,
   childrenOf,
   proposalDepth,
   truncateProposal,

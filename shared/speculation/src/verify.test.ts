@@ -88,10 +88,15 @@ describe("verifySampled", () => {
   const last = 2;
   const Q1 = Float32Array.from([0.5, 0.1, 0.1, 0.2, 0.1]);
   const Q2 = Float32Array.from([0.05, 0.05, 0.8, 0.05, 0.05]);
+  const NAN_Q = new Float32Array(VOCAB).fill(Number.NaN);
+  const NO_MASS_ON_1 = Float32Array.from([0.5, 0, 0.2, 0.2, 0.1]);
+  const DOUBLED_Q1 = Q1.map((q) => q * 2);
   const cases: {
     name: string;
     sampling: { temperature: number; topK?: number; topP?: number };
     draw: (rng: Rng) => Proposal;
+    /** A drafter whose claims are refused: its drafts may never be accepted, so only the output is checked. */
+    adversarial?: boolean;
   }[] = [
     { name: "a point-mass chain", sampling: { temperature: 1 }, draw: () => proposal([2, 4, 0], [-1, 0, 1]) },
     {
@@ -104,6 +109,35 @@ describe("verifySampled", () => {
       name: "a chain sampled from its draft distributions, under top-k and top-p",
       sampling: { temperature: 1.3, topK: 4, topP: 0.9 },
       draw: (rng) => proposal([drawFrom(Q1, rng), drawFrom(Q2, rng)], [-1, 0], [Q1, Q2]),
+    },
+    // An adversarial drafter: whatever probabilities it claims, the output must stay the target's.
+    {
+      name: "draft distributions full of NaN",
+      adversarial: true,
+      sampling: { temperature: 1 },
+      draw: () => proposal([4, 1], [-1, 0], [NAN_Q, NAN_Q]),
+    },
+    {
+      name: "a draft distribution with no mass on the drafted token",
+      adversarial: true,
+      sampling: { temperature: 1 },
+      draw: () => proposal([1, 4], [-1, 0], [NO_MASS_ON_1, Q2]),
+    },
+    {
+      name: "draft distributions that sum to 2 and to 0",
+      adversarial: true,
+      sampling: { temperature: 0.9 },
+      draw: (rng) => proposal([drawFrom(Q1, rng), 3], [-1, 0], [DOUBLED_Q1, new Float32Array(VOCAB)]),
+    },
+    {
+      name: "point masses whose draft probabilities are NaN, above 1 and below 0",
+      adversarial: true,
+      sampling: { temperature: 1 },
+      draw: () => {
+        const p = proposal([4, 0, 3], [-1, 0, -1]);
+        p.draftProbs = Float32Array.from([Number.NaN, 1.5, -0.25]);
+        return p;
+      },
     },
   ];
   for (const c of cases) {
@@ -123,6 +157,7 @@ describe("verifySampled", () => {
         if (v.accepted.length > 0) row[b] = (row[b] as number) + 1;
       }
       assertClose(first, samplingProbs(targetLogits(last), c.sampling), trials, "first token");
+      if (c.adversarial) return;
       const counts = second.map((row) => row.reduce((a, b) => a + b, 0));
       const given = counts.indexOf(Math.max(...counts));
       assert.ok((counts[given] as number) > 2000, `only ${counts[given]} steps accepted a first proposal`);

@@ -12,6 +12,10 @@
 //   on rejection p becomes norm(max(p - q, 0)) and the next child is tried against it. If every child is
 //   rejected, the emitted token is drawn from what is left of p. Each emitted token is then distributed
 //   exactly as the target's sampling distribution, whatever the drafter proposed.
+// A drafter's probabilities are not trusted: a child whose q is not a distribution (a value that is not
+// finite or lies outside [0, 1], a sum away from 1, no mass on the child's own token, the wrong length) is
+// rejected outright and p is left as it was. Rejecting a draft with probability 1 and drawing from p is
+// exact, so no drafter, however broken or hostile, can change the output distribution.
 import { argmax, drawFrom, type Rng, type SamplingParams, samplingProbs } from "@specloop/engine";
 import type { Proposal } from "./drafter.js";
 
@@ -20,6 +24,29 @@ export interface Verdict {
   accepted: number[];
   /** The target's own token after the accepted path (the correction, or the bonus after a full accept). */
   bonus: number;
+}
+
+/**
+ * Why a proposal cannot go to the target (undefined: it can): array lengths, parents that come before their
+ * children, token ids inside the vocabulary, at most `budget` nodes. Checked before the pass, so a drafter's
+ * malformed proposal costs its sequence a plain step and never fails the batch.
+ */
+export function checkProposal(proposal: Proposal, vocab: number, budget: number): string | undefined {
+  const n = proposal.tokens.length;
+  if (n > budget) return `${n} nodes over a budget of ${budget}`;
+  if (proposal.parents.length !== n || proposal.draftProbs.length !== n) {
+    return `${n} tokens, ${proposal.parents.length} parents, ${proposal.draftProbs.length} draft probs`;
+  }
+  if (proposal.draftDists !== undefined && proposal.draftDists.length !== n) {
+    return `${proposal.draftDists.length} draft distributions for ${n} tokens`;
+  }
+  for (let i = 0; i < n; i++) {
+    const t = proposal.tokens[i] as number;
+    if (!(t >= 0 && t < vocab)) return `node ${i}: token ${t} is outside the vocabulary [0, ${vocab})`;
+    const p = proposal.parents[i] as number;
+    if (!(p >= -1 && p < i)) return `node ${i}: parent ${p} does not come before it`;
+  }
+  return undefined;
 }
 
 /** Children of each node of a proposal; index 0 is the root (the last committed token), node i is 1 + i. */
@@ -133,11 +160,11 @@ export function verifySampled(
     for (const c of children[row] as number[]) {
       const x = proposal.tokens[c] as number;
       const q = proposal.draftDists?.[c];
+      // Not a distribution the draft could have come from: rejected, p unchanged (exact).
+      if (!trustedDraft(proposal.draftProbs[c] as number, q, x, vocab)) continue;
       const qx = q === undefined ? 1 : (q[x] as number);
-      const px = p[x] as number;
-      // u < p/q accepts with probability min(1, p/q); qx = 0 would mean the drafter proposed a token it
-      // gave no mass: treat it as a point mass (the safe reading, still exact).
-      if (rng.next() * (qx > 0 ? qx : 1) < px) {
+      // u < p/q accepts with probability min(1, p/q).
+      if (rng.next() * qx < (p[x] as number)) {
         next = c;
         break;
       }
@@ -147,6 +174,26 @@ export function verifySampled(
     accepted.push(next);
     row = next + 1;
   }
+}
+
+/** Largest distance from 1 at which a draft distribution's sum is still taken as rounding. */
+const DIST_SUM_TOLERANCE = 1e-3;
+
+/**
+ * Whether node x's draft can be verified against: its probability a number in [0, 1], and its distribution
+ * (when sampled) vocab-long, every entry in [0, 1], summing to 1, with mass on x.
+ */
+function trustedDraft(prob: number, q: Float32Array | undefined, x: number, vocab: number): boolean {
+  if (!(prob >= 0 && prob <= 1)) return false;
+  if (q === undefined) return true;
+  if (q.length !== vocab || !((q[x] as number) > 0)) return false;
+  let sum = 0;
+  for (let i = 0; i < q.length; i++) {
+    const v = q[i] as number;
+    if (!(v >= 0 && v <= 1)) return false;
+    sum += v;
+  }
+  return Math.abs(sum - 1) <= DIST_SUM_TOLERANCE;
 }
 
 /** norm(max(p - q, 0)); q absent means a point mass on `token`. */
