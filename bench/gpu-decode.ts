@@ -1,7 +1,7 @@
 // Decode speed of the webgpu backend on one model directory, against the memory roofline:
 //   node --conditions=source --import tsx bench/gpu-decode.ts --model DIR [--batch 1,16] [--prompt 32]
 //        [--new 128] [--runs 2] [--warmup-new 16] [--budget-s 60] [--breakdown-steps 32] [--submit-every N]
-//        [--profile] [--out FILE]
+//        [--host-ids] [--dawn OPTION,...] [--profile] [--out FILE]
 // On the GPU machine it runs as an esbuild bundle (bench/gpu-run.sh). DIR is a Hugging Face directory; a
 // tokenizer is not needed (config.json + *.safetensors is enough).
 //
@@ -11,19 +11,25 @@
 //      back each step. Decode tokens/s is aggregate over the batch; the median run is the figure. If the
 //      warm-up's step time says the runs would take longer than --budget-s, `new` is cut to fit (the
 //      result says so in new_tokens_reduced_from);
-//   3. a breakdown: the same loop written out (KvManager, buildLayout, forward, argmaxRows) so each step's
-//      time splits into recording (JavaScript up to forward()'s return, including any early submits) and
-//      waiting (the last submit, GPU execution, the 4-byte-per-row read back), with dispatches and submits
-//      per step;
+//   3. a breakdown: the same loop written out (KvManager, buildLayout, forward, argmax) so each step's
+//      time splits into recording (JavaScript from the step's layout to its ids' read being issued,
+//      including any early submits) and waiting (for the ids: with ids on the device, generate()'s path, the
+//      ids of the step before, which the GPU finishes while this one is recorded; with --host-ids this
+//      step's, after its last submit), with dispatches and submits per step;
 //   4. with --profile, the GPU time of each kind of dispatch over the breakdown's steps (see profileRun).
+// --host-ids hides the backend's argmaxIds, so generate() reads each step's ids before recording the next (the
+// path before ids stayed on the device). --dawn passes options to Dawn's create(), e.g.
+// "enable-dawn-features=skip_validation" (commas inside one option; several options: repeat --dawn).
 // The roofline: bytes a step must read = weights as stored (embedding table only as the tied LM head) +
 // every sequence's K and V over all layers at the engine's KV element size, over 3.0 TB/s.
 import {
+  type Backend,
   buildLayout,
   createWebGpuBackend,
   createWebGpuDevice,
   KvManager,
   Model,
+  type TokenIds,
   type WebGpuBackend,
 } from "@specloop/engine";
 import {
@@ -42,7 +48,17 @@ import {
 } from "./common.js";
 import { benchPrompts, decodeRun } from "./decode.js";
 
-const args = parseArgs(process.argv.slice(2), new Set(["profile"]));
+// --dawn may repeat: its values are gathered before the rest is parsed.
+const argv = process.argv.slice(2);
+const dawnOptions: string[] = [];
+for (let i = argv.indexOf("--dawn"); i >= 0; i = argv.indexOf("--dawn")) {
+  const v = argv[i + 1];
+  if (v === undefined) throw new RangeError("--dawn needs a value");
+  dawnOptions.push(v);
+  argv.splice(i, 2);
+}
+const args = parseArgs(argv, new Set(["profile", "host-ids"]));
+const hostIds = args.get("host-ids") === "true";
 const modelDir = args.get("model");
 if (modelDir === undefined) throw new RangeError("--model DIR is required");
 const batches = intListArg(args, "batch", [1, 16]);
@@ -65,6 +81,11 @@ interface Breakdown {
   /** Bind groups created per step (0 once the recorder's cache is warm). */
   bind_groups_per_step: number;
   kv_element_bytes: number;
+}
+
+/** The backend generate() decodes on: `be`, or with --host-ids `be` without argmaxIds (same device, kernels). */
+function decodingBackend(be: WebGpuBackend): Backend {
+  return hostIds ? Object.create(be, { argmaxIds: { value: undefined } }) : be;
 }
 
 /** generate()'s loop written out, timing recording and waiting apart (see the header). */
@@ -91,12 +112,13 @@ async function breakdown(
     seqs.map((seq) => ({ seq, newTokens: promptLen })),
   );
   const first = model.forward(kv.storage, prefill, Int32Array.from(prompts.flat()));
-  let last = await be.argmaxRows(first.logits!);
+  let last: Int32Array | TokenIds = await be.argmaxRows(first.logits!);
   be.release(first.logits!);
   for (const s of seqs) kv.commit(s, promptLen);
   await beforeSteps?.();
   let record = 0;
   let wait = 0;
+  let reading: Promise<Int32Array> | null = null;
   const before = be.stats();
   for (let j = 0; j < steps; j++) {
     const t0 = performance.now();
@@ -106,14 +128,28 @@ async function breakdown(
       seqs.map((seq) => ({ seq, newTokens: 1 })),
     );
     const { logits } = model.forward(kv.storage, layout, last);
-    const t1 = performance.now();
-    last = await be.argmaxRows(logits!);
-    be.release(logits!);
     for (const s of seqs) kv.commit(s, 1);
+    let t1: number;
+    if (hostIds) {
+      t1 = performance.now();
+      last = await be.argmaxRows(logits!);
+      be.release(logits!);
+    } else {
+      // generate()'s path: this step's ids stay on the device for the next; the wait is for the ids of the
+      // step before, which the GPU finished (or finishes) while this one was recorded.
+      const ids = be.argmaxIds(logits!);
+      be.release(logits!);
+      const previous = reading;
+      reading = be.readIds(ids);
+      last = ids;
+      t1 = performance.now();
+      if (previous) await previous;
+    }
     const t2 = performance.now();
     record += t1 - t0;
     wait += t2 - t1;
   }
+  if (reading) await reading;
   const after = be.stats();
   const elementBytes = kvElementBytes(kv.storage);
   for (const s of seqs) kv.free(s);
@@ -133,11 +169,11 @@ async function profileRun(source: Parameters<typeof Model.load>[1], batch: numbe
   // Dawn quantizes timestamps (to 65.5 us steps) unless told not to.
   const dev = await createWebGpuDevice({
     label: "gpu-decode profile",
-    dawnOptions: ["disable-dawn-features=timestamp_quantization"],
+    dawnOptions: [...dawnOptions, "disable-dawn-features=timestamp_quantization"],
   });
   const pbe = createWebGpuBackend(dev, { profile: true, submitEvery });
   try {
-    const model = Model.load(pbe, source);
+    const model = Model.load(decodingBackend(pbe), source);
     await breakdown(pbe, model, batch, 4);
     const bd = await breakdown(pbe, model, batch, steps, () => pbe.profileReset());
     const report = await pbe.profileReport();
@@ -163,7 +199,7 @@ async function profileRun(source: Parameters<typeof Model.load>[1], batch: numbe
 const tLoad = performance.now();
 const { id, source } = await loadBenchModel(modelDir);
 const readSeconds = (performance.now() - tLoad) / 1000;
-const device = await createWebGpuDevice({ label: "gpu-decode" });
+const device = await createWebGpuDevice({ label: "gpu-decode", dawnOptions });
 // --submit-every N: submit every N dispatches (overlapping recording with the GPU; 0: at reads only); absent:
 // the backend's default (DEFAULT_SUBMIT_EVERY).
 const submitArg = args.get("submit-every");
@@ -175,7 +211,7 @@ const rows = [];
 let uploadSeconds = 0;
 try {
   const tUp = performance.now();
-  const model = Model.load(be, source);
+  const model = Model.load(decodingBackend(be), source);
   await be.sync();
   uploadSeconds = (performance.now() - tUp) / 1000;
   const weightBytes = weightBytesPerStep(model.config, source.tensors);
@@ -255,6 +291,8 @@ try {
       greedy: true,
       runs,
       submit_every: submitEvery,
+      ids_on_device: !hostIds,
+      dawn_options: dawnOptions,
       read_seconds: round(readSeconds, 2),
       upload_seconds: round(uploadSeconds, 2),
       resident_weight_bytes: stats.weightBytes,

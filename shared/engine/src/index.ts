@@ -8,6 +8,7 @@ export type {
   PreparedBatch,
   RopeSpec,
   SequenceLayout,
+  TokenIds,
   TopKRows,
   Weight,
 } from "./backend.js";
@@ -141,7 +142,10 @@ export {
   type DType,
   f16ToF32,
   f32Tensor,
+  f32ToBf16Bits,
+  f32ToF16Bits,
   type HostTensor,
+  hostTensor,
   numel,
   toFloat32,
 } from "./tensor.js";
