@@ -22,6 +22,12 @@ export const DEFAULT_SPECULATOR_HISTORY = 5;
 export const DEFAULT_WEIGHTS_MAX_BYTES = 4 * 1024 ** 3;
 export const DEFAULT_HEARTBEAT_TTL_MS = 15_000;
 
+export const DEFAULT_SPOOL_MAX_BYTES = 256 * 1024 ** 2;
+/** How far back a node's fleet consumer starts when it has none to resume (a bounded recent window). */
+export const DEFAULT_FLEET_REPLAY_WINDOW_MS = 10 * 60_000;
+/** A node's fleet consumer is removed by the server once nobody has pulled from it for this long. */
+export const DEFAULT_FLEET_INACTIVE_THRESHOLD_MS = 5 * 60_000;
+
 const positiveInt = z.int().min(1);
 const replicas = z.int().min(1).max(5).default(DEFAULT_REPLICAS);
 
@@ -41,6 +47,44 @@ export const verdictStreamConfigSchema = z.object({
   replicas,
 });
 
+/** Files of TLS to the NATS server; all empty: plain TCP (loopback, or a network you trust). */
+export const busTlsConfigSchema = z.object({
+  /** CA bundle (PEM) that signed the server's certificate; empty: the system's CAs. */
+  caFile: z.string().default(""),
+  /** Client certificate and key (PEM), when the server asks for one (mutual TLS). */
+  certFile: z.string().default(""),
+  keyFile: z.string().default(""),
+  /** Use TLS even with no file set (the server's certificate checked against the system's CAs). */
+  enabled: z.boolean().default(false),
+});
+
+/** Signed speculator manifests (signing.ts): the trainer's private key, the nodes' trusted public keys. */
+export const manifestSigningConfigSchema = z.object({
+  /** Ed25519 private key (PKCS#8 PEM) the trainer signs manifests with; empty: manifests go unsigned. */
+  signingKeyFile: z.string().default(""),
+  /** Public keys a node trusts, each `ed25519:<base64url of the 32 raw bytes>` (keys.ts writes them). */
+  trustedKeys: z.array(z.string().min(1)).default([]),
+  /** A file of such keys, one a line (`#` starts a comment); added to trustedKeys. */
+  trustedKeysFile: z.string().default(""),
+});
+
+export const spoolConfigSchema = z.object({
+  /**
+   * Directory of the spool files (one sub-directory per publisher), e.g. `<data dir>/spool` (npm start
+   * sets it); empty: what waits for the bus is held in memory only, and lost if the process exits.
+   */
+  dir: z.string().default(""),
+  /** Bytes the spool may hold (on disk, or in memory without a dir); what comes beyond is dropped and counted. */
+  maxBytes: positiveInt.default(DEFAULT_SPOOL_MAX_BYTES),
+});
+
+export const fleetConsumerConfigSchema = z.object({
+  /** A new fleet consumer starts this far back in the trace stream, not at its beginning. */
+  replayWindowMs: positiveInt.default(DEFAULT_FLEET_REPLAY_WINDOW_MS),
+  /** The server removes a node's fleet consumer after this long without a pull (a node that is gone). */
+  inactiveThresholdMs: z.int().min(1_000).default(DEFAULT_FLEET_INACTIVE_THRESHOLD_MS),
+});
+
 export const busConfigSchema = z.object({
   /** NATS server URLs; the client picks among them and fails over. */
   urls: z
@@ -53,6 +97,15 @@ export const busConfigSchema = z.object({
   connectTimeoutMs: positiveInt.default(DEFAULT_CONNECT_TIMEOUT_MS),
   /** Pause between reconnect attempts once connected (attempts are unlimited). */
   reconnectWaitMs: positiveInt.default(DEFAULT_RECONNECT_WAIT_MS),
+  /**
+   * This service's NATS credential: an nkey seed file (what credentials.ts writes, one per role) or a
+   * `.creds` file (user JWT and seed); empty: connect without authenticating.
+   */
+  credentialsFile: z.string().default(""),
+  tls: busTlsConfigSchema.prefault({}),
+  manifests: manifestSigningConfigSchema.prefault({}),
+  spool: spoolConfigSchema.prefault({}),
+  fleetConsumer: fleetConsumerConfigSchema.prefault({}),
   traceStream: traceStreamConfigSchema.prefault({}),
   verdictStream: verdictStreamConfigSchema.prefault({}),
   speculators: z
@@ -79,6 +132,10 @@ export const busConfigSchema = z.object({
 export type BusConfig = z.output<typeof busConfigSchema>;
 export type BusConfigInput = z.input<typeof busConfigSchema>;
 export type TraceStreamConfig = z.output<typeof traceStreamConfigSchema>;
+export type BusTlsConfig = z.output<typeof busTlsConfigSchema>;
+export type ManifestSigningConfig = z.output<typeof manifestSigningConfigSchema>;
+export type SpoolConfig = z.output<typeof spoolConfigSchema>;
+export type FleetConsumerConfig = z.output<typeof fleetConsumerConfigSchema>;
 
 /** A full bus config from a partial one (defaults filled in, values validated). */
 export function busConfig(input: BusConfigInput = {}): BusConfig {

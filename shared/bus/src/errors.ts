@@ -64,3 +64,21 @@ export class BusConflictError extends SpecloopError {
     this.name = "BusConflictError";
   }
 }
+
+/** A credentials or key file is missing, unreadable or does not hold what it should. */
+export class BusCredentialsError extends SpecloopError {
+  readonly file: string;
+  constructor(file: string, message: string, options?: ErrorOptions) {
+    super(ErrorKind.FailedPrecondition, `${file}: ${message}`, options);
+    this.name = "BusCredentialsError";
+    this.file = file;
+  }
+}
+
+/** The server refused an operation this connection's credential is not allowed (a permissions violation). */
+export class BusPermissionError extends SpecloopError {
+  constructor(message: string, options?: ErrorOptions) {
+    super(ErrorKind.FailedPrecondition, message, options);
+    this.name = "BusPermissionError";
+  }
+}

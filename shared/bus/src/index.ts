@@ -3,15 +3,19 @@
 export {
   type BusConfig,
   type BusConfigInput,
+  type BusTlsConfig,
   busConfig,
   busConfigSchema,
   DEFAULT_BUS_URLS,
   DEFAULT_CONNECT_TIMEOUT_MS,
   DEFAULT_CONNECTION_NAME,
+  DEFAULT_FLEET_INACTIVE_THRESHOLD_MS,
+  DEFAULT_FLEET_REPLAY_WINDOW_MS,
   DEFAULT_HEARTBEAT_TTL_MS,
   DEFAULT_RECONNECT_WAIT_MS,
   DEFAULT_REPLICAS,
   DEFAULT_SPECULATOR_HISTORY,
+  DEFAULT_SPOOL_MAX_BYTES,
   DEFAULT_TRACE_DUPLICATE_WINDOW_MS,
   DEFAULT_TRACE_MAX_AGE_MS,
   DEFAULT_TRACE_MAX_BYTES,
@@ -20,6 +24,9 @@ export {
   DEFAULT_VERDICT_MAX_AGE_MS,
   DEFAULT_VERDICT_MAX_BYTES,
   DEFAULT_WEIGHTS_MAX_BYTES,
+  type FleetConsumerConfig,
+  type ManifestSigningConfig,
+  type SpoolConfig,
   type TraceStreamConfig,
 } from "./config.js";
 export { type Bus, type BusConnectionConfig, connectBus } from "./connection.js";
@@ -32,6 +39,14 @@ export {
   type RunningConsumer,
   startConsumer,
 } from "./consumer.js";
+export {
+  type BusCredentials,
+  type BusCredentialsOptions,
+  credentialsFileOf,
+  publicKeyOfSeedFile,
+  SERVER_AUTH_FILE,
+  writeBusCredentials,
+} from "./credentials.js";
 export * from "./errors.js";
 export { Heartbeats } from "./heartbeat.js";
 export {
@@ -43,6 +58,14 @@ export {
   unsanitizeToken,
 } from "./names.js";
 export {
+  BUS_ROLES,
+  type BusRole,
+  inboxPrefix,
+  rolePermissions,
+  type SubjectPermissions,
+} from "./permissions.js";
+export {
+  isPermissionError,
   type ProvisionAction,
   type ProvisionConfig,
   type ProvisionReport,

@@ -1,9 +1,14 @@
 // Idempotent provisioning of everything on the bus: streams, KV buckets and the object store are
 // created when missing and updated when their limits differ from the config. Nothing is ever deleted.
+// With auth on only the trainer and admin credentials may create or update streams (permissions.ts): a
+// node or verifier finds them there (it only reads their info), keeps a stream whose limits differ from
+// its own config as it is (logged, "not_permitted"), and fails clearly when one is missing.
 import type { Logger } from "@specloop/runtime";
 import {
   DiscardPolicy,
+  ErrorCode,
   type JetStreamManager,
+  NatsError,
   nanos,
   RetentionPolicy,
   StorageType,
@@ -12,7 +17,7 @@ import {
 } from "nats";
 import type { BusConfig } from "./config.js";
 import type { Bus } from "./connection.js";
-import { BusConflictError, BusUnavailableError } from "./errors.js";
+import { BusConflictError, BusPermissionError, BusUnavailableError } from "./errors.js";
 import {
   HEARTBEAT_BUCKET,
   kvStreamName,
@@ -25,7 +30,8 @@ import {
   WEIGHTS_BUCKET,
 } from "./names.js";
 
-export type ProvisionAction = "created" | "updated" | "unchanged";
+/** not_permitted: the stream's limits differ from the config and this credential may not update them. */
+export type ProvisionAction = "created" | "updated" | "unchanged" | "not_permitted";
 
 /** What provisioning did, by stream name. */
 export type ProvisionReport = Record<string, ProvisionAction>;
@@ -58,6 +64,7 @@ export async function provisionBus(
   const t = config.traceStream;
   report[TRACE_STREAM] = await ensureStream(
     bus.jsm,
+    logger,
     { name: TRACE_STREAM, subjects: [TRACE_SUBJECTS], ...limitsStream },
     {
       max_bytes: t.maxBytes,
@@ -70,6 +77,7 @@ export async function provisionBus(
   const v = config.verdictStream;
   report[VERDICT_STREAM] = await ensureStream(
     bus.jsm,
+    logger,
     { name: VERDICT_STREAM, subjects: [VERDICT_SUBJECTS], ...limitsStream },
     {
       max_bytes: v.maxBytes,
@@ -84,6 +92,7 @@ export async function provisionBus(
   const s = config.speculators;
   report[kvStreamName(SPECULATOR_BUCKET)] = await ensureView(
     bus,
+    logger,
     kvStreamName(SPECULATOR_BUCKET),
     () =>
       bus.js.views.kv(SPECULATOR_BUCKET, {
@@ -96,6 +105,7 @@ export async function provisionBus(
   const w = config.weights;
   report[objectStoreStreamName(WEIGHTS_BUCKET)] = await ensureView(
     bus,
+    logger,
     objectStoreStreamName(WEIGHTS_BUCKET),
     () =>
       bus.js.views.os(WEIGHTS_BUCKET, {
@@ -108,6 +118,7 @@ export async function provisionBus(
   const h = config.heartbeats;
   report[kvStreamName(HEARTBEAT_BUCKET)] = await ensureView(
     bus,
+    logger,
     kvStreamName(HEARTBEAT_BUCKET),
     () => bus.js.views.kv(HEARTBEAT_BUCKET, { history: 1, ttl: h.ttlMs, replicas: h.replicas }),
     {
@@ -122,6 +133,7 @@ export async function provisionBus(
 
 async function ensureStream(
   jsm: JetStreamManager,
+  logger: Logger,
   base: Partial<StreamConfig> & { name: string },
   limits: Partial<Limits>,
 ): Promise<ProvisionAction> {
@@ -135,11 +147,12 @@ async function ensureStream(
       `bus: stream ${base.name} has ${info.config.storage} storage, ${base.storage} was asked; it is never recreated`,
     );
   }
-  return updateLimits(jsm, info, limits);
+  return updateLimits(jsm, logger, info, limits);
 }
 
 async function ensureView(
   bus: Bus,
+  logger: Logger,
   stream: string,
   create: () => Promise<unknown>,
   limits: Partial<Limits>,
@@ -149,24 +162,41 @@ async function ensureView(
   if (existing === undefined) {
     const info = await streamInfo(bus.jsm, stream);
     if (info === undefined) throw new BusUnavailableError(`bus: ${stream} was not created`);
-    await updateLimits(bus.jsm, info, limits);
+    await updateLimits(bus.jsm, logger, info, limits);
     return "created";
   }
-  return updateLimits(bus.jsm, existing, limits);
+  return updateLimits(bus.jsm, logger, existing, limits);
 }
 
 async function updateLimits(
   jsm: JetStreamManager,
+  logger: Logger,
   info: StreamInfo,
   limits: Partial<Limits>,
 ): Promise<ProvisionAction> {
   const current = info.config as unknown as Record<string, unknown>;
   const changed = Object.entries(limits).filter(([key, value]) => current[key] !== value);
   if (changed.length === 0) return "unchanged";
-  await call(`update stream ${info.config.name}`, () =>
-    jsm.streams.update(info.config.name, { ...info.config, ...limits }),
-  );
+  try {
+    await jsm.streams.update(info.config.name, { ...info.config, ...limits });
+  } catch (err) {
+    if (!isPermissionError(err)) throw unavailable(`update stream ${info.config.name}`, err);
+    logger.warn(
+      { stream: info.config.name, differs: Object.fromEntries(changed), have: pick(current, changed) },
+      "bus: stream limits differ from this service's config and its credential may not update them; using the stream as it is",
+    );
+    return "not_permitted";
+  }
   return "updated";
+}
+
+function pick(current: Record<string, unknown>, changed: [string, unknown][]): Record<string, unknown> {
+  return Object.fromEntries(changed.map(([key]) => [key, current[key]]));
+}
+
+/** The server refused the call for want of a permission (the credential's role does not allow it). */
+export function isPermissionError(err: unknown): boolean {
+  return err instanceof NatsError && err.code === ErrorCode.PermissionsViolation;
 }
 
 async function streamInfo(jsm: JetStreamManager, name: string): Promise<StreamInfo | undefined> {
@@ -182,11 +212,18 @@ async function call<T>(what: string, fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (err) {
-    throw new BusUnavailableError(
-      `bus: cannot ${what}: ${err instanceof Error ? err.message : String(err)}`,
-      {
-        cause: err,
-      },
+    throw unavailable(what, err);
+  }
+}
+
+function unavailable(what: string, err: unknown): Error {
+  if (isPermissionError(err)) {
+    return new BusPermissionError(
+      `bus: cannot ${what}: this credential may not; provision the bus with the trainer or admin credential first`,
+      { cause: err },
     );
   }
+  return new BusUnavailableError(`bus: cannot ${what}: ${err instanceof Error ? err.message : String(err)}`, {
+    cause: err,
+  });
 }
