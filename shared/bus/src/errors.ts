@@ -82,3 +82,16 @@ export class BusPermissionError extends SpecloopError {
     this.name = "BusPermissionError";
   }
 }
+
+/** Why a registry entry was refused. */
+export type ManifestRefusalReason = "malformed" | "unsigned" | "unknown_key" | "bad_signature" | "mismatch";
+
+/** A speculator manifest in the registry that a node will not use (and why): counted, logged, skipped. */
+export class ManifestRefusedError extends SpecloopError {
+  readonly reason: ManifestRefusalReason;
+  constructor(reason: ManifestRefusalReason, message: string, options?: ErrorOptions) {
+    super(ErrorKind.FailedPrecondition, message, options);
+    this.name = "ManifestRefusedError";
+    this.reason = reason;
+  }
+}

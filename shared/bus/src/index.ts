@@ -75,10 +75,21 @@ export {
   type ManifestUpdate,
   type ManifestWatch,
   type PublishSpeculatorInput,
+  type RegistryOptions,
   SpeculatorRegistry,
   sha256Hex,
   slotOfRole,
 } from "./registry.js";
+export {
+  MANIFEST_SIGNATURE_CONTEXT,
+  type ManifestSignature,
+  ManifestSigner,
+  ManifestVerifier,
+  manifestSigningBytes,
+  publicKeyId,
+  type SigningKeyFiles,
+  writeSigningKey,
+} from "./signing.js";
 export { consumeTraces, consumeVerdicts, type StreamConsumerOptions } from "./subscriptions.js";
 export { chunkTrace, chunkTraceId } from "./trace-chunks.js";
 export {

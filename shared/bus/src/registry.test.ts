@@ -4,9 +4,10 @@ import { after, before, test } from "node:test";
 import { SpeculatorManifest, SpeculatorRole } from "@specloop/proto";
 import { type NatsServer, startNatsServer } from "@specloop/testkit";
 import type { Bus } from "./connection.js";
-import { DigestMismatchError } from "./errors.js";
-import { type ManifestUpdate, SpeculatorRegistry, sha256Hex } from "./registry.js";
-import { openTestBus, testBusConfig } from "./test-support.js";
+import { DigestMismatchError, ManifestRefusedError } from "./errors.js";
+import { SPECULATOR_BUCKET, speculatorKey } from "./names.js";
+import { type ManifestUpdate, type ManifestWatch, SpeculatorRegistry, sha256Hex } from "./registry.js";
+import { openTestBus, testBusConfig, waitFor } from "./test-support.js";
 
 let server: NatsServer;
 let bus: Bus;
@@ -91,4 +92,69 @@ test("bus registry - watch yields the current manifest, then a new one", async (
       ["canary", "v2"],
     ],
   );
+});
+
+/** Collects a watch's updates in the background. */
+function collect(watch: ManifestWatch): ManifestUpdate[] {
+  const seen: ManifestUpdate[] = [];
+  void (async () => {
+    for await (const update of watch) seen.push(update);
+  })();
+  return seen;
+}
+
+const describeUpdate = (u: ManifestUpdate) =>
+  u.refused !== undefined
+    ? `${u.slot}:refused:${u.refused.reason}`
+    : `${u.slot}:${u.manifest?.versionId ?? "cleared"}`;
+
+test("bus registry - a malformed entry is refused and reported, and the watch goes on", async () => {
+  await registry.publish({ manifest: manifest("m-bad", "v1"), blob: randomBytes(1024) });
+  const watch = await registry.watch("m-bad");
+  const seen = collect(watch);
+  try {
+    await waitFor("the current manifest", () => seen.length === 1);
+    const kv = await bus.js.views.kv(SPECULATOR_BUCKET, { bindOnly: true });
+    await kv.put(speculatorKey("m-bad", "canary"), "not json");
+    await kv.put(speculatorKey("m-bad", "live"), JSON.stringify({ manifest: { modelId: "someone-else" } }));
+    await registry.publish({
+      manifest: manifest("m-bad", "v2", SpeculatorRole.SPECULATOR_ROLE_CANARY),
+      blob: randomBytes(1024),
+    });
+    await waitFor("v2 after the bad entries", () => seen.length === 4);
+    assert.deepEqual(seen.map(describeUpdate), [
+      "live:v1",
+      "canary:refused:malformed",
+      "live:refused:mismatch",
+      "canary:v2",
+    ]);
+    await assert.rejects(registry.current("m-bad", "live"), ManifestRefusedError);
+  } finally {
+    watch.stop();
+  }
+});
+
+test("bus registry - a new watch starts from the newest valid entry of each slot's history", async () => {
+  const kv = await bus.js.views.kv(SPECULATOR_BUCKET, { bindOnly: true });
+  await registry.publish({ manifest: manifest("m-restart", "v1"), blob: randomBytes(1024) });
+  await registry.publish({ manifest: manifest("m-restart", "v2"), blob: randomBytes(1024) });
+  await kv.put(speculatorKey("m-restart", "live"), "{ not json");
+  await registry.publish({
+    manifest: manifest("m-restart", "c1", SpeculatorRole.SPECULATOR_ROLE_CANARY),
+    blob: randomBytes(1024),
+  });
+  await kv.delete(speculatorKey("m-restart", "canary"));
+  const watch = await registry.watch("m-restart");
+  const seen = collect(watch);
+  try {
+    await waitFor("the initial state", () => seen.length === 2);
+    // The refusal newer than v2 is reported; v2, not v1, is what a restarted node loads; the canary
+    // was cleared after c1, so nothing is loaded there.
+    assert.deepEqual(seen.map(describeUpdate), ["live:refused:malformed", "live:v2"]);
+    await registry.publish({ manifest: manifest("m-restart", "v3"), blob: randomBytes(1024) });
+    await waitFor("v3", () => seen.length === 3);
+    assert.equal(describeUpdate(seen[2] as ManifestUpdate), "live:v3");
+  } finally {
+    watch.stop();
+  }
 });
