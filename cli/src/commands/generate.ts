@@ -3,7 +3,7 @@
 // the node's speculation stats) once it is done.
 import { credentials, type ServiceError } from "@grpc/grpc-js";
 import {
-  Drafter,
+  drafterToProto,
   FinishReason,
   GenerateRequest,
   type GenerateResponse,
@@ -34,14 +34,6 @@ export interface RemoteGenerateResult {
   stats: SpeculationStats | undefined;
 }
 
-const DRAFTERS: Record<DrafterKind | "auto", Drafter> = {
-  auto: Drafter.DRAFTER_AUTO,
-  none: Drafter.DRAFTER_NONE,
-  suffix: Drafter.DRAFTER_SUFFIX,
-  eagle: Drafter.DRAFTER_EAGLE,
-  "draft-model": Drafter.DRAFTER_DRAFT_MODEL,
-};
-
 /** Streams one Generate call; `onText` sees each chunk's text. Rejects with the call's gRPC error. */
 export function remoteGenerate(
   opts: RemoteGenerateOptions,
@@ -55,8 +47,11 @@ export function remoteGenerate(
     prompt: opts.prompt ?? "",
     promptTokenIds: opts.tokens ?? [],
     maxTokens: opts.maxTokens,
-    sampling: { temperature: opts.temperature, ...(opts.seed !== undefined ? { seed: String(opts.seed) } : {}) },
-    speculation: { drafter: DRAFTERS[opts.drafter] },
+    sampling: {
+      temperature: opts.temperature,
+      ...(opts.seed !== undefined ? { seed: String(opts.seed) } : {}),
+    },
+    speculation: { drafter: drafterToProto(opts.drafter) },
     domain: opts.domain,
   });
   return new Promise((resolve, reject) => {

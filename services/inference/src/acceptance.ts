@@ -3,9 +3,8 @@
 // best on this domain) and fills NodeStatus.acceptance for the heartbeat and GetNodeStatus.
 
 import { Rng } from "@specloop/engine";
-import type { AcceptanceStat } from "@specloop/proto";
+import { type AcceptanceStat, drafterToProto } from "@specloop/proto";
 import type { DrafterKind } from "@specloop/speculation";
-import { DRAFTER_TO_PROTO } from "./requests.js";
 
 interface Cell {
   drafter: DrafterKind;
@@ -74,7 +73,7 @@ export class AcceptanceBook {
 
   stats(): AcceptanceStat[] {
     return [...this.cells.values()].map((c) => ({
-      drafter: DRAFTER_TO_PROTO[c.drafter],
+      drafter: drafterToProto(c.drafter),
       speculatorVersion: c.version,
       domain: c.domain,
       targetPasses: c.passes,

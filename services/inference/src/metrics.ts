@@ -17,9 +17,18 @@ export interface NodeMetrics {
   swaps: Counter<"role" | "outcome">;
   swapSeconds: Histogram<"role">;
   requests: Counter<"finish_reason">;
+  refusedProposals: Counter<"drafter">;
 }
 
-export function nodeMetrics(registry: Registry): NodeMetrics {
+/** State the gauges read at scrape time (so they are true at idle, not only as of the last step). */
+export interface NodeGaugeSources {
+  queueDepth(): number;
+  running(): number;
+  kvBlocksUsed(): number;
+  kvBlocksTotal(): number;
+}
+
+export function nodeMetrics(registry: Registry, state: NodeGaugeSources): NodeMetrics {
   const r = [registry];
   return {
     outputTokens: new Counter({
@@ -56,21 +65,33 @@ export function nodeMetrics(registry: Registry): NodeMetrics {
     queueDepth: new Gauge({
       name: "specloop_inference_queue_depth",
       help: "Requests waiting for admission.",
+      collect() {
+        this.set(state.queueDepth());
+      },
       registers: r,
     }),
     running: new Gauge({
       name: "specloop_inference_running_requests",
       help: "Requests being decoded.",
+      collect() {
+        this.set(state.running());
+      },
       registers: r,
     }),
     kvBlocksUsed: new Gauge({
       name: "specloop_inference_kv_blocks_used",
       help: "KV cache blocks in use.",
+      collect() {
+        this.set(state.kvBlocksUsed());
+      },
       registers: r,
     }),
     kvBlocksTotal: new Gauge({
       name: "specloop_inference_kv_blocks_total",
       help: "KV cache blocks in all.",
+      collect() {
+        this.set(state.kvBlocksTotal());
+      },
       registers: r,
     }),
     tracesPublished: new Counter({
@@ -101,6 +122,12 @@ export function nodeMetrics(registry: Registry): NodeMetrics {
       name: "specloop_inference_requests_total",
       help: "Finished requests, by finish reason.",
       labelNames: ["finish_reason"],
+      registers: r,
+    }),
+    refusedProposals: new Counter({
+      name: "specloop_inference_refused_proposals_total",
+      help: "Drafter proposals refused before the target pass (malformed); the sequence ran a plain step.",
+      labelNames: ["drafter"],
       registers: r,
     }),
   };

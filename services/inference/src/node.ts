@@ -13,9 +13,10 @@ import {
   selectBackend,
   type Tokenizer,
 } from "@specloop/engine";
-import { NodeStatus } from "@specloop/proto";
+import { type GenerateRequest, NodeStatus } from "@specloop/proto";
 import type { Logger } from "@specloop/runtime";
 import {
+  DecodeSequence,
   DraftCapTuner,
   type Drafter,
   type DrafterKind,
@@ -23,15 +24,17 @@ import {
   parseBudgetPolicyOptions,
   policyBudget,
   SpeculativeDecoder,
+  StopCondition,
   SuffixDrafter,
 } from "@specloop/speculation";
 import type { Registry } from "prom-client";
 import { AcceptanceBook } from "./acceptance.js";
 import type { InferenceConfig } from "./config.js";
 import { connectFleet, type FleetLink } from "./fleet.js";
+import { BoundedLabels } from "./labels.js";
 import { type NodeMetrics, nodeMetrics } from "./metrics.js";
-import type { RequestLimits } from "./requests.js";
-import { type FinishedRequest, type NodeRequest, Scheduler } from "./scheduler.js";
+import { type RequestLimits, type ResolvedRequest, resolveRequest } from "./requests.js";
+import { type FinishedRequest, type RequestEvent, Scheduler, type StepEngine } from "./scheduler.js";
 import { RoutedEagleDrafter, type SwapOutcome } from "./speculators.js";
 import { buildTrace } from "./traces.js";
 
@@ -64,6 +67,8 @@ export class InferenceNode {
   readonly eagle: RoutedEagleDrafter;
   /** Draws which requests' traces carry hidden features (the share, not the exact requests, matters). */
   private readonly featureRng = new Rng(0x9e3779b9);
+  /** Domain tags, bounded before they key the acceptance book, the heartbeat and traces. */
+  private readonly domains = new BoundedLabels("domain");
 
   private constructor(
     private readonly options: OpenNodeOptions,
@@ -84,8 +89,12 @@ export class InferenceNode {
       blockSize: kv.blockSize,
     });
     this.identity = { nodeId: config.node.id, modelId, startedAt: Date.now() };
-    this.metrics = nodeMetrics(options.registry);
-    this.metrics.kvBlocksTotal.set(kv.spec.numBlocks);
+    this.metrics = nodeMetrics(options.registry, {
+      queueDepth: () => this.scheduler.queueDepth,
+      running: () => this.scheduler.runningCount,
+      kvBlocksUsed: () => kv.spec.numBlocks - kv.numFreeBlocks,
+      kvBlocksTotal: () => kv.spec.numBlocks,
+    });
     const tok = tokenizer;
     const chat = chatTemplate;
     this.limits = {
@@ -103,22 +112,15 @@ export class InferenceNode {
         chat === undefined ? undefined : (messages) => chat.render(messages, { addGenerationPrompt: true }),
     };
     this.scheduler = new Scheduler({
-      model,
-      tokenizer: tok,
-      kv,
-      decoder,
+      engine: decoderEngine(decoder),
       maxBatch: config.scheduler.maxBatch,
       maxQueue: config.scheduler.maxQueue,
       prefillTokensPerStep: config.scheduler.prefillTokensPerStep,
       maxDraftTokens: config.speculation.maxDraftTokens,
-      resolveDrafter: (r) => this.resolveDrafter(r),
       onFinished: (r) => this.finished(r),
       onStep: ({ rows, seconds }) => {
         this.metrics.stepSeconds.observe(seconds);
         this.metrics.stepRows.observe(rows);
-        this.metrics.queueDepth.set(this.scheduler.queueDepth);
-        this.metrics.running.set(this.scheduler.runningCount);
-        this.metrics.kvBlocksUsed.set(kv.spec.numBlocks - kv.numFreeBlocks);
       },
     });
   }
@@ -171,7 +173,12 @@ export class InferenceNode {
       draftCap: config.speculation.draftCap ? new DraftCapTuner() : undefined,
       traceTopK: config.traces.topk,
       recordSteps: config.traces.enabled,
+      onRefusedProposal: (drafter, reason) => {
+        metrics?.refusedProposals.inc({ drafter });
+        logger.warn({ drafter, reason }, "inference node: a drafter's proposal was refused before the pass");
+      },
     });
+    let metrics: NodeMetrics | undefined;
     const node = new InferenceNode(
       options,
       loaded.tokenizer,
@@ -184,6 +191,7 @@ export class InferenceNode {
       drafters,
       suffix,
     );
+    metrics = node.metrics;
     logger.info(
       { model: loaded.modelId, backend: selected.used, kvBlocks: numBlocks, drafters: [...drafters.keys()] },
       "inference node: engine ready",
@@ -197,15 +205,53 @@ export class InferenceNode {
     this.fleet = await connectFleet(bus, this, this.options);
   }
 
-  private resolveDrafter(r: NodeRequest): DrafterKind {
-    const kind =
-      r.drafter !== "auto" ? r.drafter : this.acceptance.choose([...this.drafters.keys()], r.domain);
-    if (kind === "eagle") r.speculatorRole = this.eagle.route(r.id);
-    return kind;
+  /** A Generate or Complete request resolved for good: validated, named, its drafter and slot chosen. */
+  resolve(req: GenerateRequest): ResolvedRequest {
+    return resolveRequest(req, this.limits, {
+      domainLabel: (d) => this.domains.label(d),
+      chooseDrafter: (candidates, domain) => this.acceptance.choose(candidates, domain),
+      routeSpeculator: (seqId) => this.eagle.route(seqId),
+      captureLayers: () => this.sampleFeatures(),
+    });
+  }
+
+  /** Queues a resolved request; its sequence and its events (see Scheduler.submit). */
+  submit(
+    request: ResolvedRequest,
+    signal?: AbortSignal,
+  ): { seq: DecodeSequence; events: AsyncIterable<RequestEvent> } {
+    const seq = new DecodeSequence({
+      id: request.seqId,
+      prompt: request.promptTokens,
+      maxTokens: request.maxTokens,
+      sampling: request.sampling,
+      seed: request.seed,
+      stop: new StopCondition(
+        request.stopTokenIds,
+        request.stopStrings,
+        this.tokenizer.createStreamDecoder({ skipSpecialTokens: true }),
+      ),
+      drafter: request.drafter,
+      maxDraftTokens: request.maxDraftTokens,
+      captureLayers: request.captureLayers,
+    });
+    try {
+      return { seq, events: this.scheduler.submit(request, seq, signal) };
+    } catch (err) {
+      // Refused: the drafter's routing for this sequence is not needed.
+      this.eagle.release(seq.id);
+      throw err;
+    }
+  }
+
+  /** The speculator version drafting for a request now ("" for drafters without versions). */
+  versionOf(request: ResolvedRequest): string {
+    const d = this.decoder.drafter(request.drafter);
+    return d?.versionFor?.(request.seqId) ?? d?.version ?? "";
   }
 
   /** Whether this request's trace carries hidden features (a configured share, drawn per request). */
-  sampleFeatures(): number[] {
+  private sampleFeatures(): number[] {
     const { traces } = this.options.config;
     if (!traces.enabled || traces.featureSampleShare <= 0) return [];
     if (this.featureRng.next() >= traces.featureSampleShare) return [];
@@ -216,8 +262,7 @@ export class InferenceNode {
     const { seq } = r;
     this.metrics.requests.inc({ finish_reason: r.reason });
     if (seq.targetPasses > 0) {
-      const d = this.decoder.drafter(seq.drafter);
-      const version = d?.versionFor?.(seq.id) ?? d?.version ?? "";
+      const version = this.versionOf(r.request);
       this.metrics.outputTokens.inc({ drafter: seq.drafter }, seq.verifiedTokens);
       this.metrics.targetPasses.inc({ drafter: seq.drafter }, seq.targetPasses);
       this.metrics.acceptedPerPass.observe(
@@ -236,7 +281,7 @@ export class InferenceNode {
           nodeId: this.identity.nodeId,
           modelId: this.identity.modelId,
           role: r.request.speculatorRole,
-          requestedDrafter: r.request.drafter,
+          requestedDrafter: r.request.requestedDrafter,
         },
         this.model.config.hiddenSize,
       );
@@ -268,4 +313,18 @@ export class InferenceNode {
     await this.fleet?.close();
     this.model.backend.destroy();
   }
+}
+
+/** The speculative decoder as the scheduler sees it: KV accounting and one step. */
+function decoderEngine(decoder: SpeculativeDecoder): StepEngine {
+  const kv = decoder.kv;
+  return {
+    blockSize: kv.blockSize,
+    totalBlocks: kv.spec.numBlocks,
+    freeBlocks: () => kv.numFreeBlocks,
+    cachedTokens: (id) => kv.numTokens(id),
+    step: (seqs, options) => decoder.step(seqs, options),
+    evict: (seq) => decoder.evict(seq),
+    sharePrefix: (parent, seq) => decoder.sharePrefix(parent, seq),
+  };
 }

@@ -1,18 +1,31 @@
-// From the gRPC messages to validated node requests: one place that knows every rule, each refusal an
-// InvalidArgumentError naming the request's field (snake_case, as the client wrote it).
+// From a gRPC request to a ResolvedRequest: the one function (resolveRequest) that validates every field and
+// settles everything the node decides about a request (its own sequence id, the drafter `auto` picks, the
+// speculator slot, the domain label, trace features), so the request is an immutable value from admission to
+// its trace. Refusals are InvalidArgumentErrors naming the request's field (snake_case, as the client wrote
+// it). Cheap checks come before expensive work: sizes in bytes and counts before tokenization.
 import { randomUUID } from "node:crypto";
-import { type ChatMessage as EngineChatMessage, randomSeed, type Tokenizer } from "@specloop/engine";
 import {
-  type ChatMessage,
-  Drafter,
-  FinishReason,
-  type GenerateRequest,
+  type ChatMessage as EngineChatMessage,
+  randomSeed,
   type SamplingParams,
-  type SpeculationPolicy,
-} from "@specloop/proto";
+  type Tokenizer,
+} from "@specloop/engine";
+import { type ChatMessage, Drafter, drafterFromProto, type GenerateRequest } from "@specloop/proto";
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError, safeUint64 } from "@specloop/runtime";
 import type { DrafterKind } from "@specloop/speculation";
-import type { NodeFinishReason, NodeRequest } from "./scheduler.js";
+
+/** Bounds on what a client sends (each refused past its bound, naming the field). */
+export const REQUEST_BOUNDS = {
+  /** request_id and share_prefix_with: labels, echoed and carried in traces. */
+  idChars: 128,
+  /** Stop strings per request, and characters per stop string. */
+  stopStrings: 16,
+  stopChars: 256,
+  stopTokenIds: 256,
+  /** Prompt bytes per token of context: a prompt longer than this cannot fit, whatever it encodes to. */
+  promptBytesPerToken: 32,
+  messages: 1024,
+} as const;
 
 /** What validation needs to know about the node. */
 export interface RequestLimits {
@@ -30,37 +43,62 @@ export interface RequestLimits {
   renderChat: ((messages: EngineChatMessage[]) => string) | undefined;
 }
 
-const DRAFTER_FROM_PROTO: Partial<Record<Drafter, DrafterKind | "auto">> = {
-  [Drafter.DRAFTER_UNSPECIFIED]: "auto",
-  [Drafter.DRAFTER_AUTO]: "auto",
-  [Drafter.DRAFTER_NONE]: "none",
-  [Drafter.DRAFTER_SUFFIX]: "suffix",
-  [Drafter.DRAFTER_EAGLE]: "eagle",
-  [Drafter.DRAFTER_DRAFT_MODEL]: "draft-model",
-};
+/** What the node decides for a request as it resolves it. */
+export interface RequestPolicy {
+  /** The domain label the request is tracked under (bounded: see labels.ts). */
+  domainLabel(domain: string): string;
+  /** The drafter `auto` takes for a domain. */
+  chooseDrafter(candidates: readonly DrafterKind[], domain: string): DrafterKind;
+  /** The speculator slot an eagle sequence drafts with. */
+  routeSpeculator(seqId: string): "live" | "canary";
+  /** Target layers whose features this request's trace carries (empty: none). */
+  captureLayers(): readonly number[];
+}
 
-export const DRAFTER_TO_PROTO: Record<DrafterKind, Drafter> = {
-  none: Drafter.DRAFTER_NONE,
-  suffix: Drafter.DRAFTER_SUFFIX,
-  eagle: Drafter.DRAFTER_EAGLE,
-  "draft-model": Drafter.DRAFTER_DRAFT_MODEL,
-};
-
-export const FINISH_TO_PROTO: Record<NodeFinishReason, FinishReason> = {
-  stop: FinishReason.FINISH_REASON_STOP,
-  length: FinishReason.FINISH_REASON_LENGTH,
-  context: FinishReason.FINISH_REASON_CONTEXT,
-  cancelled: FinishReason.FINISH_REASON_CANCELLED,
-};
+/** A validated request with everything the node decided about it. Never mutated after resolveRequest. */
+export interface ResolvedRequest {
+  /** The node's own name for the request: keys its KV, drafter state, routing and trace id. */
+  readonly seqId: string;
+  /** The client's request_id, or the node's seqId when it sent none: a label, echoed in responses and traces, never a key. */
+  readonly clientRequestId: string;
+  readonly promptTokens: readonly number[];
+  /** Output tokens allowed: the client's max_tokens, cut to what the context leaves. */
+  readonly maxTokens: number;
+  /** Whether the context cut max_tokens (the finish reason is then "context"). */
+  readonly contextCut: boolean;
+  readonly sampling: Readonly<SamplingParams>;
+  readonly seed: number;
+  readonly stopTokenIds: readonly number[];
+  readonly stopStrings: readonly string[];
+  /** What the client asked for ("auto" stays "auto" here; `drafter` is what runs). */
+  readonly requestedDrafter: DrafterKind | "auto";
+  readonly drafter: DrafterKind;
+  readonly speculatorRole: "live" | "canary";
+  /** 0: the budget policy decides. */
+  readonly maxDraftTokens: number;
+  readonly domain: string;
+  /** Another request's client request_id whose cached prompt this one may share. */
+  readonly sharePrefixWith: string;
+  readonly captureLayers: readonly number[];
+}
 
 /** The model a request names must be the node's (empty means the node's). */
 export function checkModel(model: string, limits: RequestLimits): void {
   if (model !== "" && model !== limits.modelId) {
-    throw new NotFoundError(`model ${model} is not served here (this node serves ${limits.modelId})`);
+    throw new NotFoundError(
+      `model ${model.slice(0, 128)} is not served here (this node serves ${limits.modelId})`,
+    );
   }
 }
 
-/** Exactly one of prompt, prompt_token_ids, messages, as token ids. */
+function checkLabel(field: string, value: string): string {
+  if (value.length > REQUEST_BOUNDS.idChars) {
+    throw new InvalidArgumentError(field, `is ${value.length} characters; at most ${REQUEST_BOUNDS.idChars}`);
+  }
+  return value;
+}
+
+/** Exactly one of prompt, prompt_token_ids, messages, as token ids (sizes checked before tokenizing). */
 export function promptTokens(
   input: { prompt: string; promptTokenIds: readonly number[]; messages: readonly ChatMessage[] },
   limits: RequestLimits,
@@ -74,8 +112,16 @@ export function promptTokens(
   if (given.length > 1) {
     throw new InvalidArgumentError("prompt", "give exactly one of prompt, prompt_token_ids and messages");
   }
+  const tooLong = (n: number, what: string) =>
+    new InvalidArgumentError(
+      "prompt",
+      `${n} ${what} do not fit the model's context of ${limits.contextLength} tokens (with room to generate)`,
+    );
+  const maxBytes = limits.contextLength * REQUEST_BOUNDS.promptBytesPerToken;
   let tokens: number[];
   if (input.promptTokenIds.length > 0) {
+    if (input.promptTokenIds.length >= limits.contextLength)
+      throw tooLong(input.promptTokenIds.length, "tokens");
     input.promptTokenIds.forEach((id, i) => {
       if (!(Number.isInteger(id) && id >= 0 && id < limits.vocabSize)) {
         throw new InvalidArgumentError(
@@ -92,30 +138,33 @@ export function promptTokens(
         `model ${limits.modelId} has no chat template (a base model): send a plain prompt instead`,
       );
     }
+    if (input.messages.length > REQUEST_BOUNDS.messages) {
+      throw new InvalidArgumentError("messages", `at most ${REQUEST_BOUNDS.messages} messages`);
+    }
+    let bytes = 0;
     input.messages.forEach((m, i) => {
       if (!["system", "user", "assistant"].includes(m.role)) {
         throw new InvalidArgumentError(
           `messages[${i}].role`,
-          `must be system, user or assistant, got "${m.role}"`,
+          `must be system, user or assistant, got "${m.role.slice(0, 32)}"`,
         );
       }
+      bytes += Buffer.byteLength(m.content);
     });
+    if (bytes > maxBytes) throw tooLong(bytes, "bytes of messages");
     const text = limits.renderChat(input.messages.map((m) => ({ role: m.role, content: m.content })));
     tokens = limits.tokenizer.encode(text, { addSpecialTokens: false });
   } else {
+    const bytes = Buffer.byteLength(input.prompt);
+    if (bytes > maxBytes) throw tooLong(bytes, "bytes of prompt");
     tokens = limits.tokenizer.encodePrompt(input.prompt);
   }
   if (tokens.length === 0) throw new InvalidArgumentError("prompt", "encodes to no tokens");
-  if (tokens.length >= limits.contextLength) {
-    throw new InvalidArgumentError(
-      "prompt",
-      `${tokens.length} tokens do not fit the model's context of ${limits.contextLength} (with room to generate)`,
-    );
-  }
+  if (tokens.length >= limits.contextLength) throw tooLong(tokens.length, "tokens");
   return tokens;
 }
 
-export function samplingOf(s: SamplingParams | undefined): NodeRequest["sampling"] {
+export function samplingOf(s: GenerateRequest["sampling"]): SamplingParams {
   const temperature = s?.temperature ?? 0;
   if (!(Number.isFinite(temperature) && temperature >= 0)) {
     throw new InvalidArgumentError("sampling.temperature", `must be >= 0, got ${temperature}`);
@@ -124,19 +173,18 @@ export function samplingOf(s: SamplingParams | undefined): NodeRequest["sampling
   if (!(Number.isFinite(topP) && topP >= 0 && topP <= 1)) {
     throw new InvalidArgumentError("sampling.top_p", `must be in (0, 1] (0 means unset), got ${topP}`);
   }
-  const out: NodeRequest["sampling"] = { temperature };
+  const out: SamplingParams = { temperature };
   if (topP > 0 && topP < 1) out.topP = topP;
   if ((s?.topK ?? 0) > 0) out.topK = s?.topK as number;
   return out;
 }
 
-function drafterOf(policy: SpeculationPolicy | undefined, limits: RequestLimits): DrafterKind | "auto" {
-  const asked = policy?.drafter ?? Drafter.DRAFTER_UNSPECIFIED;
-  const kind = DRAFTER_FROM_PROTO[asked];
-  if (kind === undefined) {
-    throw new InvalidArgumentError("speculation.drafter", `unknown drafter ${String(asked)}`);
+function requestedDrafterOf(req: GenerateRequest, limits: RequestLimits): DrafterKind | "auto" {
+  const asked = drafterFromProto(req.speculation?.drafter ?? Drafter.DRAFTER_UNSPECIFIED);
+  if (asked === undefined) {
+    throw new InvalidArgumentError("speculation.drafter", "is not a drafter this node knows");
   }
-  const resolved = asked === Drafter.DRAFTER_UNSPECIFIED ? limits.defaultDrafter : kind;
+  const resolved = asked === "unspecified" ? limits.defaultDrafter : asked;
   if (resolved !== "auto" && resolved !== "none" && !limits.availableDrafters().has(resolved)) {
     throw new FailedPreconditionError(
       `speculation.drafter: ${resolved} is not available on this node` +
@@ -146,41 +194,73 @@ function drafterOf(policy: SpeculationPolicy | undefined, limits: RequestLimits)
   return resolved;
 }
 
-/** A Generate or Complete request (they share every field) as a node request. */
-export function nodeRequest(req: GenerateRequest, limits: RequestLimits): NodeRequest {
-  checkModel(req.model, limits);
-  const promptIds = promptTokens(req, limits);
-  const maxTokens = req.maxTokens === 0 ? limits.defaultMaxTokens : req.maxTokens;
-  if (!(Number.isInteger(maxTokens) && maxTokens >= 1 && maxTokens <= limits.maxTokensLimit)) {
-    throw new InvalidArgumentError(
-      "max_tokens",
-      `must be in 1..${limits.maxTokensLimit} (0: the node's default), got ${maxTokens}`,
-    );
+function stopsOf(req: GenerateRequest, limits: RequestLimits): { ids: number[]; strings: string[] } {
+  const ids = req.sampling?.stopTokenIds ?? [];
+  if (ids.length > REQUEST_BOUNDS.stopTokenIds) {
+    throw new InvalidArgumentError("sampling.stop_token_ids", `at most ${REQUEST_BOUNDS.stopTokenIds} ids`);
   }
-  const sampling = samplingOf(req.sampling);
-  const stopIds = req.sampling?.stopTokenIds ?? [];
-  stopIds.forEach((id, i) => {
+  ids.forEach((id, i) => {
     if (!(id >= 0 && id < limits.vocabSize)) {
       throw new InvalidArgumentError(`sampling.stop_token_ids[${i}]`, `${id} is outside the vocabulary`);
     }
   });
-  const stopStrings = req.sampling?.stop ?? [];
-  if (stopStrings.some((s) => s === ""))
-    throw new InvalidArgumentError("sampling.stop", "contains an empty string");
-  const maxDraft = req.speculation?.maxDraftTokens ?? 0;
-  return {
-    id: req.requestId !== "" ? req.requestId : randomUUID(),
-    promptTokens: promptIds,
+  const strings = req.sampling?.stop ?? [];
+  if (strings.length > REQUEST_BOUNDS.stopStrings) {
+    throw new InvalidArgumentError("sampling.stop", `at most ${REQUEST_BOUNDS.stopStrings} stop strings`);
+  }
+  strings.forEach((s, i) => {
+    if (s === "") throw new InvalidArgumentError(`sampling.stop[${i}]`, "is empty");
+    if (s.length > REQUEST_BOUNDS.stopChars) {
+      throw new InvalidArgumentError(`sampling.stop[${i}]`, `at most ${REQUEST_BOUNDS.stopChars} characters`);
+    }
+  });
+  return { ids: [...new Set([...limits.eosTokenIds, ...ids])], strings: [...strings] };
+}
+
+/** A Generate or Complete request (they share every field), resolved once, for good. */
+export function resolveRequest(
+  req: GenerateRequest,
+  limits: RequestLimits,
+  policy: RequestPolicy,
+): ResolvedRequest {
+  checkModel(req.model, limits);
+  const clientRequestId = checkLabel("request_id", req.requestId);
+  const sharePrefixWith = checkLabel("share_prefix_with", req.sharePrefixWith);
+  const domain = policy.domainLabel(req.domain);
+  const sampling = samplingOf(req.sampling);
+  const seed = safeUint64("sampling.seed", req.sampling?.seed) ?? randomSeed();
+  const stops = stopsOf(req, limits);
+  const requestedDrafter = requestedDrafterOf(req, limits);
+  const requested = req.maxTokens === 0 ? limits.defaultMaxTokens : req.maxTokens;
+  if (!(Number.isInteger(requested) && requested >= 1 && requested <= limits.maxTokensLimit)) {
+    throw new InvalidArgumentError(
+      "max_tokens",
+      `must be in 1..${limits.maxTokensLimit} (0: the node's default), got ${requested}`,
+    );
+  }
+  const prompt = promptTokens(req, limits);
+  const maxTokens = Math.min(requested, limits.contextLength - prompt.length);
+  const seqId = randomUUID();
+  const drafter =
+    requestedDrafter === "auto"
+      ? policy.chooseDrafter([...limits.availableDrafters()], domain)
+      : requestedDrafter;
+  return Object.freeze({
+    seqId,
+    clientRequestId: clientRequestId !== "" ? clientRequestId : seqId,
+    promptTokens: Object.freeze(prompt),
     maxTokens,
-    sampling,
-    seed: safeUint64("sampling.seed", req.sampling?.seed) ?? randomSeed(),
-    stopTokenIds: [...new Set([...limits.eosTokenIds, ...stopIds])],
-    stopStrings,
-    drafter: drafterOf(req.speculation, limits),
-    maxDraftTokens: Math.min(maxDraft, limits.maxDraftTokens),
-    domain: req.domain,
-    sharePrefixWith: req.sharePrefixWith,
-    captureLayers: [],
-    speculatorRole: "live",
-  };
+    contextCut: maxTokens < requested,
+    sampling: Object.freeze(sampling),
+    seed,
+    stopTokenIds: Object.freeze(stops.ids),
+    stopStrings: Object.freeze(stops.strings),
+    requestedDrafter,
+    drafter,
+    speculatorRole: drafter === "eagle" ? policy.routeSpeculator(seqId) : "live",
+    maxDraftTokens: Math.min(req.speculation?.maxDraftTokens ?? 0, limits.maxDraftTokens),
+    domain,
+    sharePrefixWith,
+    captureLayers: Object.freeze([...policy.captureLayers()]),
+  });
 }

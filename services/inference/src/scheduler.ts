@@ -1,69 +1,53 @@
-// Continuous batching over the speculative decoder. One loop owns the engine: each turn it admits waiting
-// requests (first come, first served, while the KV budget and the batch size allow), runs one target pass
-// for every running sequence (prefill chunks and verification trees together), hands each request the
-// tokens it committed, and retires the finished, cancelled and failed. Work that needs the engine outside
-// decoding (Score) runs between turns.
+// Continuous batching: which sequences run each step. One loop owns the engine; each turn it runs the work
+// that needs the engine to itself (Score, speculator swaps), retires what was cancelled, admits waiting
+// requests (first come, first served, while the batch and the KV pool allow), runs one step for every
+// running sequence, hands each request the tokens it committed, and retires the finished. The loop sleeps
+// when there is nothing to do and wakes on an event (a request, a cancel, exclusive work), never spinning.
 //
-// Admission reserves KV for a request's prompt and a step's lookahead; growth past that is taken step by
-// step, and when the pool runs dry the most recently admitted sequence is preempted (its KV freed, its
-// tokens kept) and goes back to the front of the queue to be recomputed: the oldest requests always make
-// progress, so none starves. A full queue refuses new requests instead of growing without bound.
-import { setImmediate as yieldToIo } from "node:timers/promises";
-import type { KvManager, Model, SamplingParams, StreamDecoder, Tokenizer } from "@specloop/engine";
+// What fits: one rule (`blocksToAdmit`) decides admission and refusal. A request whose prompt (+ 1 for the
+// token it produces) cannot fit the whole KV pool is refused at submit with RESOURCE_EXHAUSTED; otherwise its
+// draft lookahead is cut to what the pool can ever hold, so it is admitted once the pool drains. Growth past
+// admission is taken step by step; when the pool runs dry the most recently admitted sequence is preempted
+// (its KV freed, its tokens kept) and goes back to the front of the queue to be recomputed: the oldest always
+// progress. A full queue refuses new requests instead of growing without bound.
+//
+// The scheduler knows sequences and KV blocks, not models or text: the engine behind it is an interface
+// (StepEngine), driven in scheduler.test.ts by hand-written step results.
 import { CancelledError, Channel, ResourceExhaustedError, SpecloopError } from "@specloop/runtime";
-import {
-  DecodeSequence,
-  type Drafter,
-  type DrafterKind,
-  type SpeculativeDecoder,
-  type StepRecord,
-} from "@specloop/speculation";
+import type { DecodeSequence, SpeculationCounters, StepOptions, StepResult } from "@specloop/speculation";
+import type { ResolvedRequest } from "./requests.js";
 
 export type NodeFinishReason = "stop" | "length" | "context" | "cancelled";
 
-/** A validated request (requests.ts builds it from the gRPC message). */
-export interface NodeRequest {
-  id: string;
-  promptTokens: number[];
-  /** What the client asked for (the context may cut it shorter). */
-  maxTokens: number;
-  sampling: SamplingParams;
-  seed: number;
-  stopTokenIds: number[];
-  stopStrings: string[];
-  drafter: DrafterKind | "auto";
-  /** 0: the budget policy decides. */
-  maxDraftTokens: number;
-  domain: string;
-  sharePrefixWith: string;
-  /** Target layers whose features this request's trace carries (empty: none). */
-  captureLayers: number[];
-  /** The speculator slot an eagle request was routed to at admission (traces say it). */
-  speculatorRole: "live" | "canary";
+/** What the scheduler needs of the engine: KV accounting and one step over a batch. */
+export interface StepEngine {
+  readonly blockSize: number;
+  /** Blocks in the whole pool. */
+  readonly totalBlocks: number;
+  freeBlocks(): number;
+  /** Tokens of a sequence in the KV cache. */
+  cachedTokens(seqId: string): number;
+  step(seqs: readonly DecodeSequence[], options: StepOptions): Promise<StepResult>;
+  /** Frees a sequence's KV and drafter state; its tokens stay. */
+  evict(seq: DecodeSequence): void;
+  /** Shares the common cached prefix of `parent` with `seq` (not yet allocated); returns tokens shared. */
+  sharePrefix(parent: DecodeSequence, seq: DecodeSequence): number;
 }
 
-/** Speculation counters over a span (a streamed chunk or the whole request). */
-export interface SpanStats {
-  targetPasses: number;
-  proposedTokens: number;
-  acceptedTokens: number;
-  drafter: DrafterKind;
-  speculatorVersion: string;
-}
-
+/**
+ * A request's progress: the tokens a step committed, with what the sequence had when it did (its counters
+ * and the length of its settled text), since the sequence moves on before the event is read.
+ */
 export type RequestEvent =
-  | { kind: "tokens"; tokens: number[]; text: string; stats: SpanStats }
+  | { kind: "tokens"; tokens: number[]; counters: SpeculationCounters; settledChars: number }
   | { kind: "finished"; result: FinishedRequest };
 
 export interface FinishedRequest {
-  request: NodeRequest;
+  request: ResolvedRequest;
   seq: DecodeSequence;
   reason: NodeFinishReason;
-  /** Output text (cut before a stop string when one ended it). */
-  text: string;
   /** Why the request ended early: cancelled (CancelledError), or failed (the status to answer with). */
   error: Error | undefined;
-  stats: SpanStats;
   queuedAt: number;
   admittedAt: number | undefined;
   firstTokenAt: number | undefined;
@@ -74,45 +58,44 @@ export interface FinishedRequest {
 }
 
 export interface SchedulerOptions {
-  model: Model;
-  tokenizer: Tokenizer;
-  kv: KvManager;
-  decoder: SpeculativeDecoder;
+  engine: StepEngine;
   maxBatch: number;
   maxQueue: number;
+  /** Prompt tokens (over all sequences) one step may compute. */
   prefillTokensPerStep: number;
-  /** Draft nodes the decoder may ask for in one step (the KV lookahead admission reserves). */
+  /** Draft nodes a step may ask for a sequence (the KV lookahead admission reserves). */
   maxDraftTokens: number;
-  /** Resolves a request's drafter (auto) when it is admitted. */
-  resolveDrafter: (request: NodeRequest) => DrafterKind;
   /** Called once per finished request (traces, metrics, acceptance book); must not throw. */
   onFinished?: (result: FinishedRequest) => void;
-  /** Called after each target pass (metrics). */
-  onStep?: (info: { rows: number; sequences: number; seconds: number }) => void;
+  /** Called after each step (metrics). */
+  onStep?: (info: { rows: number; sequences: number; seconds: number; refusedProposals: number }) => void;
 }
 
 interface Job {
-  request: NodeRequest;
+  request: ResolvedRequest;
   seq: DecodeSequence;
   events: Channel<RequestEvent>;
-  signal: AbortSignal | undefined;
   queuedAt: number;
   admittedAt: number | undefined;
   firstTokenAt: number | undefined;
-  /** Output tokens already streamed, and the text streamed from them. */
-  streamed: number;
-  text: string;
-  /** Incremental detokenizer over the output, and all it has given (text + what is held back). */
-  detok: StreamDecoder;
-  decoded: string;
   /** Set when the job must end at the next turn (cancelled, failed). */
   abort: { reason: NodeFinishReason; error?: Error } | undefined;
   prefillMs: number;
   draftMs: number;
   verifyMs: number;
-  contextCut: boolean;
-  /** Steps already counted in a streamed chunk. */
-  countedSteps: number;
+}
+
+/**
+ * KV blocks a sequence of `tokens` committed tokens needs to be admitted with `lookahead` draft nodes, less
+ * what a shared prefix already holds. The one rule for admission and for "can never fit".
+ */
+export function blocksToAdmit(
+  tokens: number,
+  lookahead: number,
+  blockSize: number,
+  sharedTokens = 0,
+): number {
+  return Math.ceil((tokens + 1 + lookahead) / blockSize) - Math.floor(sharedTokens / blockSize);
 }
 
 export class Scheduler {
@@ -132,13 +115,32 @@ export class Scheduler {
     return this.running.length;
   }
 
+  /** The draft lookahead admission reserves for a sequence of `tokens`: cut to what the pool can hold. */
+  lookaheadFor(tokens: number): number {
+    const { engine, maxDraftTokens } = this.options;
+    return Math.max(0, Math.min(maxDraftTokens, engine.totalBlocks * engine.blockSize - tokens - 1));
+  }
+
+  /** Whether a sequence of `tokens` committed tokens can ever be admitted (with the smallest lookahead). */
+  canEverFit(tokens: number): boolean {
+    const { engine } = this.options;
+    return blocksToAdmit(tokens, 0, engine.blockSize) <= engine.totalBlocks;
+  }
+
   /**
-   * Queues a request; its events (token chunks, then one `finished`) arrive on the returned iterable.
-   * Throws ResourceExhaustedError when the queue is full. Aborting `signal` ends it at the next turn and
-   * frees its KV then.
+   * Queues a request's sequence; its events (committed tokens, then one `finished`) arrive on the returned
+   * iterable. Throws ResourceExhaustedError when the queue is full, the node is closing, or the prompt can
+   * never fit the KV pool. Aborting `signal` ends it at the next turn and frees its KV then.
    */
-  submit(request: NodeRequest, signal?: AbortSignal): AsyncIterable<RequestEvent> {
+  submit(request: ResolvedRequest, seq: DecodeSequence, signal?: AbortSignal): AsyncIterable<RequestEvent> {
     if (this.closing) throw new ResourceExhaustedError("the node is shutting down");
+    if (!this.canEverFit(seq.tokens.length)) {
+      const { engine } = this.options;
+      throw new ResourceExhaustedError(
+        `the prompt needs ${blocksToAdmit(seq.tokens.length, 0, engine.blockSize)} KV blocks of ` +
+          `${engine.blockSize} tokens and the node has ${engine.totalBlocks} in all`,
+      );
+    }
     // Requests already queued get a batch slot first, if one is free; only then is the queue full or not.
     this.admit();
     if (this.waiting.length >= this.options.maxQueue) {
@@ -146,46 +148,25 @@ export class Scheduler {
         `the node's queue is full (${this.options.maxQueue} requests waiting); retry later`,
       );
     }
-    const ctx = this.options.model.config.maxPositions;
-    const allowed = Math.min(request.maxTokens, ctx - request.promptTokens.length);
-    const seq = new DecodeSequence({
-      id: request.id,
-      prompt: request.promptTokens,
-      maxTokens: allowed,
-      sampling: request.sampling,
-      seed: request.seed,
-      stopTokenIds: request.stopTokenIds,
-      drafter: "none",
-      maxDraftTokens: request.maxDraftTokens,
-      captureLayers: request.captureLayers,
-    });
     const job: Job = {
       request,
       seq,
       events: new Channel(),
-      signal,
       queuedAt: Date.now(),
       admittedAt: undefined,
       firstTokenAt: undefined,
-      streamed: 0,
-      text: "",
-      detok: this.options.tokenizer.createStreamDecoder({ skipSpecialTokens: true }),
-      decoded: "",
       abort: undefined,
       prefillMs: 0,
       draftMs: 0,
       verifyMs: 0,
-      contextCut: allowed < request.maxTokens,
-      countedSteps: 0,
     };
     signal?.addEventListener("abort", () => this.cancel(job), { once: true });
     this.waiting.push(job);
-    this.admit();
     this.kick();
     return job.events;
   }
 
-  /** Runs `fn` with the engine to itself, between two decoding turns. */
+  /** Runs `fn` with the engine to itself, between two steps. */
   runExclusive<T>(fn: () => Promise<T>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       this.exclusive.push(() => fn().then(resolve, reject));
@@ -205,224 +186,183 @@ export class Scheduler {
 
   private cancel(job: Job): void {
     job.abort ??= { reason: "cancelled", error: new CancelledError("the call was cancelled") };
-    const i = this.waiting.indexOf(job);
-    if (i >= 0) {
-      // Never admitted: nothing to free, it ends now.
-      this.waiting.splice(i, 1);
-      this.finish(job, "cancelled");
-    }
     this.kick();
   }
 
+  /** Starts the loop if it is not running; it runs while there is work and ends when there is none. */
   private kick(): void {
     this.loop ??= this.run().finally(() => {
       this.loop = undefined;
-      if (this.waiting.length > 0 || this.running.length > 0 || this.exclusive.length > 0) this.kick();
+      if (this.hasWork()) this.kick();
     });
   }
 
+  private hasWork(): boolean {
+    return (
+      this.exclusive.length > 0 ||
+      this.running.length > 0 ||
+      this.waiting.some((j) => j.abort !== undefined) ||
+      (this.waiting.length > 0 && this.admittable())
+    );
+  }
+
   private async run(): Promise<void> {
-    while (this.waiting.length > 0 || this.running.length > 0 || this.exclusive.length > 0) {
+    // Each turn yields to I/O first, so gRPC reads and cancels get in between steps.
+    for (;;) {
+      await new Promise<void>((resolve) => setImmediate(resolve));
       for (const fn of this.exclusive.splice(0)) await fn();
       this.retireAborted();
       this.admit();
       if (this.running.length === 0) {
-        if (this.waiting.length > 0) this.failUnfit();
-        await yieldToIo();
+        // Nothing can run: the loop ends and the next event (submit, cancel, exclusive work) restarts it.
+        if (!this.hasWork()) return;
         continue;
       }
       try {
         await this.turn();
       } catch (err) {
-        // A failed pass fails the requests in it, not the node.
+        // A failed step fails the requests in it, not the node.
         for (const j of this.running) j.abort ??= { reason: "cancelled", error: asError(err) };
         this.retireAborted();
       }
-      await yieldToIo();
     }
   }
 
-  /** Admits queued requests in order while the batch and the KV pool have room for their prompts. */
+  /** Whether the head of the queue fits now. */
+  private admittable(): boolean {
+    const job = this.waiting[0];
+    return job !== undefined && this.running.length < this.options.maxBatch && this.blocksFor(job).fits;
+  }
+
+  private blocksFor(job: Job): { fits: boolean; parent: Job | undefined } {
+    const { engine } = this.options;
+    const parent =
+      job.request.sharePrefixWith === ""
+        ? undefined
+        : this.running.find((j) => j.request.clientRequestId === job.request.sharePrefixWith);
+    const shared =
+      parent !== undefined ? Math.min(engine.cachedTokens(parent.seq.id), job.seq.tokens.length - 1) : 0;
+    const tokens = job.seq.tokens.length;
+    const need = blocksToAdmit(tokens, this.lookaheadFor(tokens), engine.blockSize, shared);
+    // One block per running sequence stays in reserve for its next step.
+    return { fits: need + this.running.length <= engine.freeBlocks(), parent };
+  }
+
+  /** Admits queued requests in order while the batch and the KV pool have room for them. */
   private admit(): void {
-    const { kv, maxBatch } = this.options;
-    const bs = kv.blockSize;
-    while (this.waiting.length > 0 && this.running.length < maxBatch) {
+    while (this.waiting.length > 0 && this.running.length < this.options.maxBatch) {
       const job = this.waiting[0] as Job;
-      const parent = this.running.find((j) => j.request.id === job.request.sharePrefixWith);
-      const shared =
-        parent !== undefined ? Math.min(kv.numTokens(parent.request.id), job.seq.tokens.length - 1) : 0;
-      const need =
-        Math.ceil((job.seq.tokens.length + 1 + this.options.maxDraftTokens) / bs) - Math.floor(shared / bs);
-      // Keep one block per running sequence in reserve for its next step.
-      if (need + this.running.length > kv.numFreeBlocks) break;
+      if (job.abort !== undefined) break;
+      if (!this.canEverFit(job.seq.tokens.length)) {
+        // A preempted sequence that grew past the pool: it cannot run again.
+        this.waiting.shift();
+        this.fail(job, this.kvFullError());
+        continue;
+      }
+      const { fits, parent } = this.blocksFor(job);
+      if (!fits) break;
       this.waiting.shift();
-      if (parent !== undefined) this.options.decoder.sharePrefix(parent.seq, job.seq);
-      job.seq.drafter = this.options.resolveDrafter(job.request);
+      if (parent !== undefined) this.options.engine.sharePrefix(parent.seq, job.seq);
       job.admittedAt ??= Date.now();
       this.running.push(job);
-    }
-  }
-
-  /** The head of the queue can never fit (its prompt needs more KV than the node has): fail it. */
-  private failUnfit(): void {
-    const job = this.waiting[0] as Job;
-    const { kv } = this.options;
-    const need = Math.ceil((job.seq.tokens.length + 1) / kv.blockSize);
-    if (need > kv.spec.numBlocks) {
-      this.waiting.shift();
-      job.abort = {
-        reason: "cancelled",
-        error: new ResourceExhaustedError(
-          `the prompt needs ${need} KV blocks and the node has ${kv.spec.numBlocks} in all`,
-        ),
-      };
-      this.finish(job, "cancelled");
     }
   }
 
   private async turn(): Promise<void> {
     const t0 = performance.now();
     const seqs = this.running.map((j) => j.seq);
-    const step = await this.options.decoder.step(seqs, { prefillTokens: this.options.prefillTokensPerStep });
+    const step = await this.options.engine.step(seqs, { prefillTokens: this.options.prefillTokensPerStep });
     const seconds = (performance.now() - t0) / 1000;
-    this.options.onStep?.({ rows: step.rows, sequences: step.ran.length, seconds });
-    const byId = new Map(this.running.map((j) => [j.seq, j]));
+    this.options.onStep?.({
+      rows: step.rows,
+      sequences: step.ran.length,
+      seconds,
+      refusedProposals: step.refusedProposals,
+    });
+    const bySeq = new Map(this.running.map((j) => [j.seq, j]));
     for (const r of step.ran) {
-      const job = byId.get(r.seq) as Job;
-      if (r.kind === "prefill") {
+      const job = bySeq.get(r.seq) as Job;
+      if (r.tokens.length === 0) {
         job.prefillMs += seconds * 1000;
         continue;
       }
       job.draftMs += step.draftMs;
       job.verifyMs += step.verifyMs;
-      this.emit(job);
+      job.firstTokenAt ??= Date.now();
+      job.events.push({
+        kind: "tokens",
+        tokens: r.tokens,
+        counters: { ...r.seq.counters },
+        settledChars: r.seq.stop.settledLength(r.seq.done),
+      });
     }
-    if (step.starved.length > 0) this.preempt(step.starved);
+    if (step.starved.length > 0) this.preempt();
     for (const j of [...this.running]) {
       if (j.seq.done) {
-        this.running.splice(this.running.indexOf(j), 1);
-        this.options.decoder.evict(j.seq);
+        this.remove(this.running, j);
+        this.options.engine.evict(j.seq);
         this.finish(j, this.reasonOf(j));
       }
     }
   }
 
-  /**
-   * Streams a job's newly committed tokens, and the text they add (decoded incrementally: StreamDecoder
-   * holds back a partial character). A stop string ends the job and the text is cut before it; text that
-   * could still become a stop string is held back until it is settled, so streamed text is never taken back.
-   */
-  private emit(job: Job): void {
-    const { tokens: all, promptLength } = job.seq;
-    const tokens = all.slice(promptLength + job.streamed);
-    if (tokens.length === 0) return;
-    job.firstTokenAt ??= Date.now();
-    job.decoded += job.detok.push(tokens);
-    if (job.seq.done) job.decoded += job.detok.flush();
-    const stops = job.request.stopStrings;
-    // A stop string can only start in text not yet streamed (what could begin one is held back below).
-    let cut = -1;
-    for (const stop of stops) {
-      const at = job.decoded.indexOf(stop, job.text.length);
-      if (at >= 0 && (cut < 0 || at < cut)) cut = at;
+  /** Frees the most recently admitted sequence so the older (starved) ones can run; it goes back in front. */
+  private preempt(): void {
+    if (this.running.length <= 1) {
+      const only = this.running[0] as Job;
+      only.abort ??= { reason: "cancelled", error: this.kvFullError() };
+      this.retireAborted();
+      return;
     }
-    if (cut >= 0) {
-      job.decoded = job.decoded.slice(0, cut);
-      job.seq.end("stop");
-    }
-    let hold = 0;
-    if (!job.seq.done) {
-      for (const stop of stops) {
-        for (let k = Math.min(stop.length - 1, job.decoded.length - job.text.length); k > hold; k--) {
-          if (job.decoded.endsWith(stop.slice(0, k))) {
-            hold = k;
-            break;
-          }
-        }
-      }
-    }
-    const delta = job.decoded.slice(job.text.length, job.decoded.length - hold);
-    job.text += delta;
-    job.streamed += tokens.length;
-    job.events.push({ kind: "tokens", tokens, text: delta, stats: this.spanStats(job, job.countedSteps) });
-    job.countedSteps = job.seq.steps.length;
+    const victim = this.running.at(-1) as Job;
+    this.remove(this.running, victim);
+    this.options.engine.evict(victim.seq);
+    this.waiting.unshift(victim);
   }
 
-  /** Frees the most recently admitted sequences until the starved ones can run; they go back in front. */
-  private preempt(starved: DecodeSequence[]): void {
-    const victims = this.running.length > starved.length ? [this.running.at(-1) as Job] : [];
-    if (victims.length === 0) {
-      // Everything running is starved: give up the newest so the oldest can go on.
-      if (this.running.length > 1) victims.push(this.running.at(-1) as Job);
-      else {
-        const only = this.running[0] as Job;
-        only.abort = {
-          reason: "cancelled",
-          error: new ResourceExhaustedError(
-            `the node's KV cache (${this.options.kv.spec.numBlocks} blocks) cannot hold this request`,
-          ),
-        };
-        this.retireAborted();
-        return;
-      }
-    }
-    for (const v of victims) {
-      this.running.splice(this.running.indexOf(v), 1);
-      this.options.decoder.evict(v.seq);
-      this.waiting.unshift(v);
-    }
+  private kvFullError(): ResourceExhaustedError {
+    return new ResourceExhaustedError(
+      `the node's KV cache (${this.options.engine.totalBlocks} blocks) cannot hold this request`,
+    );
   }
 
   private retireAborted(): void {
     for (const j of [...this.running]) {
       if (j.abort === undefined) continue;
-      this.running.splice(this.running.indexOf(j), 1);
-      this.options.decoder.evict(j.seq);
+      this.remove(this.running, j);
+      this.options.engine.evict(j.seq);
       this.finish(j, j.abort.reason);
     }
     for (const j of [...this.waiting]) {
       if (j.abort === undefined) continue;
-      this.waiting.splice(this.waiting.indexOf(j), 1);
+      this.remove(this.waiting, j);
+      // A preempted job may still hold nothing; evicting is idempotent.
+      this.options.engine.evict(j.seq);
       this.finish(j, j.abort.reason);
     }
   }
 
-  private reasonOf(job: Job): NodeFinishReason {
-    if (job.seq.finishReason === "stop") return "stop";
-    return job.contextCut ? "context" : "length";
+  private fail(job: Job, error: Error): void {
+    job.abort = { reason: "cancelled", error };
+    this.finish(job, "cancelled");
   }
 
-  private spanStats(job: Job, fromStep: number): SpanStats {
-    const steps: StepRecord[] = job.seq.steps.slice(fromStep);
-    const d: Drafter | undefined = this.options.decoder.drafter(job.seq.drafter);
-    return {
-      targetPasses: job.seq.targetPasses,
-      proposedTokens: steps.reduce((n, s) => n + s.proposal.tokens.length, 0),
-      acceptedTokens: steps.reduce((n, s) => n + s.accepted.length, 0),
-      drafter: job.seq.drafter,
-      speculatorVersion: d?.versionFor?.(job.seq.id) ?? d?.version ?? "",
-    };
+  private remove(list: Job[], job: Job): void {
+    list.splice(list.indexOf(job), 1);
+  }
+
+  private reasonOf(job: Job): NodeFinishReason {
+    if (job.seq.finishReason === "stop") return "stop";
+    return job.request.contextCut ? "context" : "length";
   }
 
   private finish(job: Job, reason: NodeFinishReason): void {
-    const result = this.result(job, reason);
-    job.events.push({ kind: "finished", result });
-    job.events.close();
-    try {
-      this.options.onFinished?.(result);
-    } catch {
-      // Observers (traces, metrics) never fail a request.
-    }
-  }
-
-  private result(job: Job, reason: NodeFinishReason): FinishedRequest {
-    return {
+    if (!job.seq.done) job.seq.end("length");
+    const result: FinishedRequest = {
       request: job.request,
       seq: job.seq,
       reason,
-      text: job.text,
       error: job.abort?.error,
-      stats: this.spanStats(job, 0),
       queuedAt: job.queuedAt,
       admittedAt: job.admittedAt,
       firstTokenAt: job.firstTokenAt,
@@ -431,6 +371,13 @@ export class Scheduler {
       draftMs: job.draftMs,
       verifyMs: job.verifyMs,
     };
+    job.events.push({ kind: "finished", result });
+    job.events.close();
+    try {
+      this.options.onFinished?.(result);
+    } catch {
+      // Observers (traces, metrics) never fail a request.
+    }
   }
 }
 

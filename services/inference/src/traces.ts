@@ -3,9 +3,16 @@
 // Publishing never blocks or fails a request: traces wait in a bounded buffer drained by one loop, and a
 // trace that finds the buffer full (NATS slow or down) is dropped and counted.
 import { type Bus, chunkTrace, publishTrace } from "@specloop/bus";
-import { FinishReason, HiddenFeatures, SpeculatorRole, Trace, VerificationStep } from "@specloop/proto";
+import {
+  drafterToProto,
+  FinishReason,
+  HiddenFeatures,
+  SpeculatorRole,
+  Trace,
+  VerificationStep,
+} from "@specloop/proto";
 import type { Logger } from "@specloop/runtime";
-import { DRAFTER_TO_PROTO, FINISH_TO_PROTO } from "./requests.js";
+import { FINISH_TO_PROTO } from "./response.js";
 import type { FinishedRequest } from "./scheduler.js";
 
 export interface TraceContext {
@@ -17,7 +24,7 @@ export interface TraceContext {
   requestedDrafter: DrafterRequested;
 }
 
-type DrafterRequested = FinishedRequest["request"]["drafter"];
+type DrafterRequested = FinishedRequest["request"]["requestedDrafter"];
 
 /** IEEE half precision bits of an f32 (round to nearest even; overflow to infinity). */
 export function f32ToF16Bits(value: number): number {
@@ -74,7 +81,7 @@ export function buildTrace(result: FinishedRequest, ctx: TraceContext, hiddenSiz
     VerificationStep.fromPartial({
       outputOffset: s.outputOffset,
       speculatorVersion: s.speculatorVersion,
-      drafter: DRAFTER_TO_PROTO[s.drafter],
+      drafter: drafterToProto(s.drafter),
       proposedTokenIds: Array.from(s.proposal.tokens),
       parents: Array.from(s.proposal.parents),
       draftProbs: Array.from(s.proposal.draftProbs),
@@ -90,24 +97,22 @@ export function buildTrace(result: FinishedRequest, ctx: TraceContext, hiddenSiz
     topP: request.sampling.topP ?? 0,
     topK: request.sampling.topK ?? 0,
     seed: String(request.seed),
-    stopTokenIds: request.stopTokenIds,
-    stop: request.stopStrings,
+    stopTokenIds: [...request.stopTokenIds],
+    stop: [...request.stopStrings],
   };
   return Trace.fromPartial({
-    traceId: `${request.id}:0`,
-    requestId: request.id,
+    traceId: `${request.seqId}:0`,
+    requestId: request.seqId,
+    clientRequestId: request.clientRequestId,
     modelId: ctx.modelId,
     nodeId: ctx.nodeId,
     domain: request.domain,
     sampling,
     seed: request.seed,
-    drafter:
-      ctx.requestedDrafter === "auto"
-        ? DRAFTER_TO_PROTO[seq.drafter]
-        : DRAFTER_TO_PROTO[ctx.requestedDrafter],
+    drafter: drafterToProto(ctx.requestedDrafter === "auto" ? seq.drafter : ctx.requestedDrafter),
     speculatorRole:
       ctx.role === "canary" ? SpeculatorRole.SPECULATOR_ROLE_CANARY : SpeculatorRole.SPECULATOR_ROLE_LIVE,
-    promptTokenIds: request.promptTokens,
+    promptTokenIds: [...request.promptTokens],
     outputTokenIds: seq.output,
     outputOffset: 0,
     steps,

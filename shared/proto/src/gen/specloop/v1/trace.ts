@@ -81,6 +81,10 @@ export interface TraceTimings {
 export interface Trace {
   /** Unique per message: "<request_id>:<chunk_index>". Published as Nats-Msg-Id for de-duplication. */
   traceId: string;
+  /**
+   * The node's own id for the request it served (unique: two clients' requests never share one, whatever
+   * request_id they sent), so trace ids never collide in JetStream's duplicate window.
+   */
   requestId: string;
   chunkIndex: number;
   final: boolean;
@@ -112,6 +116,8 @@ export interface Trace {
     | undefined;
   /** Set on the final chunk. */
   finishReason: FinishReason;
+  /** The request_id the client sent (a label, possibly empty or reused; never a key). */
+  clientRequestId: string;
 }
 
 function createBaseVerificationStep(): VerificationStep {
@@ -805,6 +811,7 @@ function createBaseTrace(): Trace {
     startedAt: undefined,
     finishedAt: undefined,
     finishReason: FinishReason.FINISH_REASON_UNSPECIFIED,
+    clientRequestId: "",
   };
 }
 
@@ -877,6 +884,9 @@ export const Trace: MessageFns<Trace> = {
     }
     if (message.finishReason !== FinishReason.FINISH_REASON_UNSPECIFIED) {
       writer.uint32(160).int32(finishReasonToNumber(message.finishReason));
+    }
+    if (message.clientRequestId !== "") {
+      writer.uint32(170).string(message.clientRequestId);
     }
     return writer;
   },
@@ -1074,6 +1084,14 @@ export const Trace: MessageFns<Trace> = {
             message.finishReason = finishReasonFromJSON(reader.int32());
             continue;
           }
+          case 21: {
+            if (tag !== 170) {
+              break;
+            }
+
+            message.clientRequestId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1158,6 +1176,11 @@ export const Trace: MessageFns<Trace> = {
         : isSet(object.finish_reason)
         ? finishReasonFromJSON(object.finish_reason)
         : FinishReason.FINISH_REASON_UNSPECIFIED,
+      clientRequestId: isSet(object.clientRequestId)
+        ? globalThis.String(object.clientRequestId)
+        : isSet(object.client_request_id)
+        ? globalThis.String(object.client_request_id)
+        : "",
     };
   },
 
@@ -1223,6 +1246,9 @@ export const Trace: MessageFns<Trace> = {
     if (message.finishReason !== FinishReason.FINISH_REASON_UNSPECIFIED) {
       obj.finishReason = finishReasonToJSON(message.finishReason);
     }
+    if (message.clientRequestId !== "") {
+      obj.clientRequestId = message.clientRequestId;
+    }
     return obj;
   },
 
@@ -1257,6 +1283,7 @@ export const Trace: MessageFns<Trace> = {
     message.startedAt = object.startedAt ?? undefined;
     message.finishedAt = object.finishedAt ?? undefined;
     message.finishReason = object.finishReason ?? FinishReason.FINISH_REASON_UNSPECIFIED;
+    message.clientRequestId = object.clientRequestId ?? "";
     return message;
   },
 };
