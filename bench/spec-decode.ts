@@ -222,20 +222,21 @@ async function runConfig(c: Config, prompts: readonly number[][], batch: number)
     });
   let started = 0;
   let decodeStart: number | undefined;
-  // Batch 1: one request after another, each timed from its first verification (its prefill outside).
+  // Batch 1: one request after another, each timed from its first token (its prefill pass outside).
   // Batch B > 1: continuous batching as a node does it: B sequences in flight, a finished one replaced at
   // once by the next prompt (whose prefill shares the pass with the others' verifications), timed from the
   // first verification to the last token. (Static groups would leave the group's tail running a shrinking
   // batch whenever speculation makes its sequences finish at different steps.)
   for (let active: DecodeSequence[] = []; started < prompts.length || active.length > 0; ) {
     while (active.length < batch && started < prompts.length) active.push(newSequence(started++));
-    const tStep = performance.now();
     const step = await decoder.step(active, { prefillTokens: batch * promptMax });
     if (step.starved.length > 0) throw new Error(`${c.name}: KV starved`);
-    const verified = step.ran.filter((x) => x.kind === "verify");
+    // A sequence's first pass computes its prompt and yields its first token (no proposal: nothing is
+    // drafted before the prompt is in the cache); it is the prefill, outside the decode figures.
+    const verified = step.ran.filter((x) => x.tokens.length > 0 && x.seq.targetPasses > 1);
+    if (step.ran.some((x) => x.tokens.length > 0)) decodeStart ??= performance.now();
     if (verified.length > 0) {
-      decodeStart ??= tStep;
-      const nodes = step.rows - verified.length - step.ran.reduce((n, x) => n + x.prefilled, 0);
+      const nodes = step.rows - step.ran.reduce((n, x) => n + x.computed, 0);
       r.verifications += verified.length;
       r.proposedNodes += nodes;
       r.draftMs += step.draftMs;
@@ -254,7 +255,7 @@ async function runConfig(c: Config, prompts: readonly number[][], batch: number)
       if (!s.done) continue;
       decoder.evict(s);
       r.outputs[Number(s.id)] = s.output;
-      r.decodeTokens += s.outputLength;
+      r.decodeTokens += s.outputLength - 1;
       if (batch === 1) {
         r.decodeSeconds += (performance.now() - (decodeStart ?? performance.now())) / 1000;
         decodeStart = undefined;

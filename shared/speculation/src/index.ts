@@ -52,6 +52,7 @@ export { logSumExp, topKOf } from "./rows.js";
 export {
   type CapturedFeatures,
   DecodeSequence,
+  type Detokenizer,
   type FinishReason,
   type SequenceOptions,
   type SpeculationCounters,

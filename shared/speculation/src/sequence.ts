@@ -1,6 +1,6 @@
 // A request being decoded: its committed tokens, its generator, its stop condition, and what it drafted and
 // accepted. The decoder (decoder.ts) advances it; drafters read it through SequenceView.
-import { Rng, type SamplingParams, type StreamDecoder } from "@specloop/engine";
+import { Rng, type SamplingParams } from "@specloop/engine";
 import { type AcceptanceStats, NO_ACCEPTANCE } from "./budget.js";
 import type { DrafterKind, Proposal, SequenceView } from "./drafter.js";
 
@@ -36,6 +36,13 @@ export interface SpeculationCounters {
  * the text is cut before it). Text that could still grow into a stop string is not yet settled, so what is
  * streamed is never taken back.
  */
+/** Incremental token-to-text decoding (the engine's StreamDecoder is one): text that is settled so far. */
+export interface Detokenizer {
+  push(ids: readonly number[]): string;
+  /** Whatever was held back (a partial character), at the end. */
+  flush(): string;
+}
+
 export class StopCondition {
   private readonly stopIds: ReadonlySet<number>;
   private decoded = "";
@@ -45,7 +52,7 @@ export class StopCondition {
     stopTokenIds: readonly number[],
     private readonly stopStrings: readonly string[] = [],
     /** Absent: no text (in-process generation); stop strings need it. */
-    private readonly detokenizer?: StreamDecoder,
+    private readonly detokenizer?: Detokenizer,
   ) {
     if (stopStrings.length > 0 && detokenizer === undefined) {
       throw new RangeError("stop strings need a detokenizer");
