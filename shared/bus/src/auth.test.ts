@@ -23,7 +23,7 @@ import { isPermissionError } from "./provision.js";
 import { SpeculatorRegistry } from "./registry.js";
 import { consumeTraces } from "./subscriptions.js";
 import { type SecuredTestBus, startSecuredTestBus } from "./test-auth.js";
-import { sampleTrace, testLogger, waitFor } from "./test-support.js";
+import { sampleTrace, testLogger, testTraceLimits, waitFor } from "./test-support.js";
 import { decodeVerdict, publishTrace, publishVerdict } from "./traces.js";
 
 const MODEL = "m-auth";
@@ -140,6 +140,7 @@ describe("bus auth - node", () => {
     watch.stop();
     const seen: string[] = [];
     const consumer = await consumeTraces(node, {
+      limits: testTraceLimits,
       durable: "auth-node-fleet",
       modelId: MODEL,
       logger: testLogger,
@@ -192,6 +193,7 @@ describe("bus auth - trainer", () => {
     await publishTrace(bus("node").js, sampleTrace("auth-trainer-1", MODEL));
     const seen: string[] = [];
     const consumer = await consumeTraces(trainer, {
+      limits: testTraceLimits,
       durable: "auth-trainer",
       modelId: MODEL,
       logger: testLogger,
@@ -219,7 +221,12 @@ describe("bus auth - verifier and operator", () => {
     );
     assert.ok(ack.seq > 0);
     await refused("trace consumer", () =>
-      consumeTraces(verifier, { durable: "auth-verifier", logger: testLogger, handler: () => "ack" }),
+      consumeTraces(verifier, {
+        limits: testTraceLimits,
+        durable: "auth-verifier",
+        logger: testLogger,
+        handler: () => "ack",
+      }),
     );
     await refused("trace get", () => verifier.jsm.streams.getMessage(TRACE_STREAM, { seq: 1 }));
     const registry = await SpeculatorRegistry.open(verifier.js);
@@ -256,7 +263,12 @@ describe("bus auth - verifier and operator", () => {
     assert.ok(tournaments.includes("t-op"), `read ${tournaments}`);
     await refused("blob", () => registry.fetchBlob(current as SpeculatorManifest));
     await refused("trace consumer", () =>
-      consumeTraces(operator, { durable: "auth-operator", logger: testLogger, handler: () => "ack" }),
+      consumeTraces(operator, {
+        limits: testTraceLimits,
+        durable: "auth-operator",
+        logger: testLogger,
+        handler: () => "ack",
+      }),
     );
     await refused("trace get", () => operator.jsm.streams.getMessage(TRACE_STREAM, { seq: 1 }));
     await refused("trace direct get", () =>

@@ -5,7 +5,14 @@ import { freePort, type NatsServer, startNatsServer } from "@specloop/testkit";
 import { type Bus, connectBus } from "./connection.js";
 import { BusUnavailableError } from "./errors.js";
 import { consumeTraces } from "./subscriptions.js";
-import { openTestBus, sampleTrace, testBusConfig, testLogger, waitFor } from "./test-support.js";
+import {
+  openTestBus,
+  sampleTrace,
+  testBusConfig,
+  testLogger,
+  testTraceLimits,
+  waitFor,
+} from "./test-support.js";
 import { publishTrace } from "./traces.js";
 
 let server: NatsServer;
@@ -36,6 +43,7 @@ test("bus connection - an unreachable server fails fast with the URL in the mess
 test("bus connection - the consumer survives a server restart and keeps consuming", async () => {
   const ids: string[] = [];
   const consumer = await consumeTraces(bus, {
+    limits: testTraceLimits,
     durable: "test-restart",
     modelId: "m-restart",
     logger: testLogger,

@@ -48,6 +48,13 @@ export interface ConsumerOptions<T> {
   batch?: number;
   /** Redelivery delay of a message whose handler threw. */
   errorNakDelayMs?: number;
+  /**
+   * The server removes the consumer once nobody has pulled from it for this long, so a consumer whose
+   * service is gone leaves nothing behind; kept forever when omitted.
+   */
+  inactiveThresholdMs?: number;
+  /** A new consumer starts at the first message stored at or after this time; at the stream's start when omitted. */
+  startTime?: Date;
 }
 
 export interface ConsumerStats {
@@ -81,7 +88,14 @@ export async function ensureConsumer<T>(jsm: JetStreamManager, options: Consumer
     ack_wait: nanos(options.ackWaitMs ?? DEFAULT_ACK_WAIT_MS),
     max_deliver: options.maxDeliver ?? DEFAULT_MAX_DELIVER,
     max_ack_pending: options.maxAckPending ?? DEFAULT_MAX_ACK_PENDING,
+    ...(options.inactiveThresholdMs !== undefined
+      ? { inactive_threshold: nanos(options.inactiveThresholdMs) }
+      : {}),
   };
+  const start =
+    options.startTime !== undefined
+      ? { deliver_policy: DeliverPolicy.StartTime, opt_start_time: options.startTime.toISOString() }
+      : { deliver_policy: DeliverPolicy.All };
   try {
     const info = await jsm.consumers.info(options.stream, options.durable).catch((err: unknown) => {
       if (err instanceof Error && err.message === "consumer not found") return undefined;
@@ -91,14 +105,15 @@ export async function ensureConsumer<T>(jsm: JetStreamManager, options: Consumer
       await jsm.consumers.add(options.stream, {
         durable_name: options.durable,
         ack_policy: AckPolicy.Explicit,
-        deliver_policy: DeliverPolicy.All,
+        ...start,
         ...(options.filterSubject !== undefined ? { filter_subject: options.filterSubject } : {}),
         ...limits,
       });
     } else if (
       info.config.ack_wait !== limits.ack_wait ||
       info.config.max_deliver !== limits.max_deliver ||
-      info.config.max_ack_pending !== limits.max_ack_pending
+      info.config.max_ack_pending !== limits.max_ack_pending ||
+      info.config.inactive_threshold !== limits.inactive_threshold
     ) {
       await jsm.consumers.update(options.stream, options.durable, limits);
     }

@@ -95,3 +95,18 @@ export class ManifestRefusedError extends SpecloopError {
     this.reason = reason;
   }
 }
+
+/** Why a trace was refused at intake (trace-validate.ts). */
+export type TraceRejectionReason = "vocabulary" | "shape" | "size";
+
+/** A trace from the bus that breaks the consumer's limits; terminated and counted, never used. */
+export class TraceRejectedError extends SpecloopError {
+  readonly reason: TraceRejectionReason;
+  readonly field: string;
+  constructor(reason: TraceRejectionReason, field: string, message: string, options?: ErrorOptions) {
+    super(ErrorKind.InvalidArgument, `trace ${field}: ${message}`, options);
+    this.name = "TraceRejectedError";
+    this.reason = reason;
+    this.field = field;
+  }
+}

@@ -55,6 +55,7 @@ export {
   SPECULATOR_ROLES,
   type SpeculatorSlot,
   sanitizeToken,
+  trainerTracesConsumer,
   unsanitizeToken,
 } from "./names.js";
 export {
@@ -90,8 +91,20 @@ export {
   type SigningKeyFiles,
   writeSigningKey,
 } from "./signing.js";
-export { consumeTraces, consumeVerdicts, type StreamConsumerOptions } from "./subscriptions.js";
+export {
+  consumeTraces,
+  consumeVerdicts,
+  type StreamConsumerOptions,
+  type TraceConsumerOptions,
+} from "./subscriptions.js";
 export { chunkTrace, chunkTraceId } from "./trace-chunks.js";
+export {
+  DEFAULT_TRACE_MAX_DRAFT_TOKENS,
+  DEFAULT_TRACE_MAX_HIDDEN_BYTES,
+  DEFAULT_TRACE_MAX_TOPK,
+  type TraceLimits,
+  validateTraceContent,
+} from "./trace-validate.js";
 export {
   decodeTrace,
   decodeVerdict,

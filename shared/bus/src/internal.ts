@@ -3,4 +3,11 @@
 export { connectionOptions } from "./connection.js";
 export { ensureConsumer } from "./consumer.js";
 export * from "./names.js";
-export { openTestBus, sampleTrace, testBusConfig, testLogger, waitFor } from "./test-support.js";
+export {
+  openTestBus,
+  sampleTrace,
+  testBusConfig,
+  testLogger,
+  testTraceLimits,
+  waitFor,
+} from "./test-support.js";

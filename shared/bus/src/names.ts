@@ -108,13 +108,24 @@ export function heartbeatKey(nodeId: string): string {
 
 /** Durable consumers of the services. */
 export const CONSUMERS = {
-  /** The speculator-trainer's consumer of every model's traces. */
+  /**
+   * The consumer every model's trainer once shared (so two models' trainers split each other's traces);
+   * superseded by trainerTracesConsumer, named here so a trainer can remove what an old version left.
+   */
   trainerTraces: "trainer-traces",
   /** The speculator-trainer's consumer of verdicts (rewards for the tournament's judge). */
   trainerVerdicts: "trainer-verdicts",
 } as const;
 
-/** An inference node's durable consumer of the fleet's traces (it feeds the node's suffix index). */
+/** The speculator-trainer's consumer of one model's traces (one per model: each trainer sees all of its model's). */
+export function trainerTracesConsumer(modelId: string): string {
+  return `trainer-traces-${sanitizeToken(modelId, "model_id")}`;
+}
+
+/**
+ * An inference node's consumer of the fleet's traces (it feeds the node's suffix index), one per node
+ * since each node needs every trace; the server removes it once the node has been gone a while.
+ */
 export function nodeSuffixConsumer(nodeId: string): string {
   return `node-suffix-${sanitizeToken(nodeId, "node_id")}`;
 }

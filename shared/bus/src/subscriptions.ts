@@ -1,8 +1,10 @@
-// The consumer loop bound to the two streams: traces (decoded with decodeTrace) and verdicts.
+// The consumer loop bound to the two streams: traces (decoded with decodeTrace and checked against the
+// consumer's limits, trace-validate.ts) and verdicts.
 import type { PairwiseVerdict, Trace } from "@specloop/proto";
 import type { Bus } from "./connection.js";
 import { type ConsumerOptions, type RunningConsumer, startConsumer } from "./consumer.js";
 import { TRACE_STREAM, traceSubject, VERDICT_STREAM, verdictSubject } from "./names.js";
+import { type TraceLimits, validateTraceContent } from "./trace-validate.js";
 import { decodeTrace, decodeVerdict } from "./traces.js";
 
 export type StreamConsumerOptions<T> = Omit<ConsumerOptions<T>, "stream" | "decode" | "filterSubject"> & {
@@ -10,12 +12,24 @@ export type StreamConsumerOptions<T> = Omit<ConsumerOptions<T>, "stream" | "deco
   modelId?: string;
 };
 
-export function consumeTraces(bus: Bus, options: StreamConsumerOptions<Trace>): Promise<RunningConsumer> {
-  const { modelId, ...rest } = options;
+export type TraceConsumerOptions = StreamConsumerOptions<Trace> & {
+  /**
+   * What every trace is checked against before the handler sees it (vocabulary, shapes, sizes); a trace
+   * that breaks it is terminated and counted as poison, its TraceRejectedError given to onPoison.
+   */
+  limits: TraceLimits;
+};
+
+export function consumeTraces(bus: Bus, options: TraceConsumerOptions): Promise<RunningConsumer> {
+  const { modelId, limits, ...rest } = options;
   return startConsumer(bus.js, bus.jsm, {
     ...rest,
     stream: TRACE_STREAM,
-    decode: decodeTrace,
+    decode: (data) => {
+      const trace = decodeTrace(data);
+      validateTraceContent(trace, limits);
+      return trace;
+    },
     ...(modelId !== undefined ? { filterSubject: traceSubject(modelId) } : {}),
   });
 }

@@ -5,8 +5,12 @@ import { createLogger, type Logger } from "@specloop/runtime";
 import { type BusConfig, type BusConfigInput, busConfig } from "./config.js";
 import { type Bus, connectBus } from "./connection.js";
 import { provisionBus } from "./provision.js";
+import type { TraceLimits } from "./trace-validate.js";
 
 export const testLogger: Logger = createLogger("bus-test", "silent");
+
+/** Trace limits for tests' consumers: the bundled tiny-code model's vocabulary and context. */
+export const testTraceLimits: TraceLimits = { vocabSize: 8192, maxTokens: 4096 };
 
 /** Limits small enough for a test server; the rest are the defaults. */
 export function testBusConfig(url: string, overrides: Partial<BusConfigInput> = {}): BusConfig {

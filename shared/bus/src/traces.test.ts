@@ -7,7 +7,14 @@ import type { RunningConsumer } from "./consumer.js";
 import { InvalidMessageError, MessageTooLargeError } from "./errors.js";
 import { traceSubject } from "./names.js";
 import { consumeTraces } from "./subscriptions.js";
-import { openTestBus, sampleTrace, testBusConfig, testLogger, waitFor } from "./test-support.js";
+import {
+  openTestBus,
+  sampleTrace,
+  testBusConfig,
+  testLogger,
+  testTraceLimits,
+  waitFor,
+} from "./test-support.js";
 import { chunkTrace, chunkTraceId } from "./trace-chunks.js";
 import { publishTrace } from "./traces.js";
 
@@ -31,6 +38,7 @@ async function consume(
   handler: (trace: Trace, deliveryCount: number) => "ack" | "term" | { nak: number },
 ): Promise<RunningConsumer> {
   const c = await consumeTraces(bus, {
+    limits: testTraceLimits,
     durable: `test-${modelId}`,
     modelId,
     logger: testLogger,
@@ -80,6 +88,7 @@ test("bus traces - redelivery after nak", async () => {
 test("bus traces - a handler that throws gets its message redelivered", async () => {
   let calls = 0;
   const c = await consumeTraces(bus, {
+    limits: testTraceLimits,
     durable: "test-throws",
     modelId: "model-throws",
     logger: testLogger,
