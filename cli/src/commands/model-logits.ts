@@ -1,6 +1,6 @@
 // `specloop model logits --model DIR --tokens 1,2,3`: one forward pass over the tokens; the top 8
 // [id, logit] pairs at every position and the full logits of the last one (for parity checks by hand).
-import { type BackendChoice, buildLayout, KvManager } from "@specloop/engine";
+import { type BackendChoice, buildLayout, KvManager, topKIds } from "@specloop/engine";
 import { type BackendFields, backendFields, checkTokenIds, loadOnBackend } from "./model-common.js";
 
 export const LOGITS_TOP_K = 8;
@@ -17,11 +17,6 @@ export interface ModelLogitsResult extends BackendFields {
   /** Per position, the top 8 [id, logit] pairs, largest first (lowest id first on ties). */
   topk: [number, number][][];
   last_logits: number[];
-}
-
-function topK(row: Float32Array, k: number): [number, number][] {
-  const ids = Array.from(row.keys()).sort((a, b) => row[b]! - row[a]! || a - b);
-  return ids.slice(0, k).map((id) => [id, row[id]!]);
 }
 
 export async function modelLogits(opts: ModelLogitsOptions): Promise<ModelLogitsResult> {
@@ -42,7 +37,7 @@ export async function modelLogits(opts: ModelLogitsOptions): Promise<ModelLogits
       model: loaded.modelId,
       ...backendFields(selected),
       tokens: opts.tokens,
-      topk: rows.map((r) => topK(r, LOGITS_TOP_K)),
+      topk: rows.map((r) => topKIds(r, LOGITS_TOP_K).map((id): [number, number] => [id, r[id]!])),
       last_logits: Array.from(rows[n - 1]!),
     };
   } finally {

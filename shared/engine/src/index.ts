@@ -19,6 +19,7 @@ export {
   createCpuBackend,
 } from "./backends/cpu/backend.js";
 export { ReferenceBackend } from "./backends/reference/backend.js";
+export { topKIds } from "./backends/reference/topk.js";
 export {
   createWebGpuBackend,
   WebGpuBackend,
@@ -124,6 +125,7 @@ export {
   drawFrom,
   GREEDY,
   logSoftmax,
+  logSumExp,
   type SamplingParams,
   sample,
   samplingProbs,

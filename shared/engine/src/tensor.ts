@@ -30,6 +30,44 @@ export function bf16ToF32(bits: number): number {
   return f32Scratch[0] as number;
 }
 
+/** bf16 bits of v (taken as an f32), rounded to nearest even; a NaN stays a (quiet) NaN. */
+export function f32ToBf16Bits(value: number): number {
+  f32Scratch[0] = value;
+  const u = u32Scratch[0] as number;
+  if ((u & 0x7fffffff) > 0x7f800000) return (u >>> 16) | 0x40;
+  return ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) & 0xffff;
+}
+
+/**
+ * IEEE half-precision bits of v (taken as an f32), rounded to nearest even: subnormal halves kept, overflow
+ * to infinity, a NaN stays a (quiet) NaN.
+ */
+export function f32ToF16Bits(value: number): number {
+  f32Scratch[0] = value;
+  const x = u32Scratch[0] as number;
+  const sign = (x >>> 16) & 0x8000;
+  const exp = (x >>> 23) & 0xff;
+  let mant = x & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant !== 0 ? 0x200 : 0);
+  const e = exp - 127 + 15;
+  if (e >= 0x1f) return sign | 0x7c00;
+  if (e <= 0) {
+    // A subnormal half (or zero): the implicit bit joins the mantissa, shifted down by the missing exponent.
+    if (e < -10) return sign;
+    mant |= 0x800000;
+    const shift = 14 - e;
+    let half = mant >>> shift;
+    const rem = mant & ((1 << shift) - 1);
+    const mid = 1 << (shift - 1);
+    if (rem > mid || (rem === mid && (half & 1) === 1)) half++;
+    return sign | half;
+  }
+  let half = (e << 10) | (mant >>> 13);
+  const rem = mant & 0x1fff;
+  if (rem > 0x1000 || (rem === 0x1000 && (half & 1) === 1)) half++; // a carry rounds up the exponent
+  return sign | half;
+}
+
 export function f16ToF32(bits: number): number {
   const sign = bits & 0x8000 ? -1 : 1;
   const exp = (bits >> 10) & 0x1f;
@@ -60,4 +98,14 @@ export function f32Tensor(shape: readonly number[], values: ArrayLike<number>): 
     throw new RangeError(`f32Tensor: ${values.length} values for shape [${shape}]`);
   const data = new Float32Array(values);
   return { dtype: "f32", shape, data: new Uint8Array(data.buffer) };
+}
+
+/** A host tensor of `dtype` holding `values` (2-byte dtypes rounded to nearest even; f32 shares the buffer). */
+export function hostTensor(shape: readonly number[], values: Float32Array, dtype: DType): HostTensor {
+  if (values.length !== numel(shape))
+    throw new RangeError(`hostTensor: ${values.length} values for shape [${shape}]`);
+  if (dtype === "f32")
+    return { dtype, shape, data: new Uint8Array(values.buffer, values.byteOffset, values.byteLength) };
+  const bits = Uint16Array.from(values, dtype === "bf16" ? f32ToBf16Bits : f32ToF16Bits);
+  return { dtype, shape, data: new Uint8Array(bits.buffer) };
 }

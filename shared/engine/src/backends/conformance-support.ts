@@ -2,7 +2,7 @@
 // layouts over shuffled block tables, and the error measures ggml's test-backend-ops uses.
 import type { Activation, Backend, BatchLayout, SequenceLayout } from "../backend.js";
 import { Rng } from "../sampling/rng.js";
-import type { DType, HostTensor } from "../tensor.js";
+import { type DType, type HostTensor, hostTensor, numel } from "../tensor.js";
 
 /** A backend under test: the Backend interface plus a way to put host values into an activation. */
 export interface TestBackend extends Backend {
@@ -14,41 +14,16 @@ export function uniform(rng: Rng, n: number, lo = -1, hi = 1): Float32Array {
   return Float32Array.from({ length: n }, () => lo + (hi - lo) * rng.next());
 }
 
-/** f16 bits of v, rounded to nearest; |v| is kept in f16's normal range by the callers (no subnormals). */
-export function f16Bits(v: number): number {
-  const sign = v < 0 ? 0x8000 : 0;
-  const a = Math.abs(v);
-  if (a === 0) return sign;
-  let e = Math.floor(Math.log2(a));
-  let m = Math.round((a / 2 ** e - 1) * 1024);
-  if (m === 1024) {
-    m = 0;
-    e++;
-  }
-  return sign | ((e + 15) << 10) | m;
-}
-
-const f32 = new Float32Array(1);
-const u32 = new Uint32Array(f32.buffer);
-
-/** bf16 bits of v (truncated: any bf16 value serves as a test input). */
-export function bf16Bits(v: number): number {
-  f32[0] = v;
-  return (u32[0] as number) >>> 16;
-}
-
 /**
  * A weight of the given dtype from uniform values. Magnitudes below 2^-10 are pushed up to it so f16 never
  * meets a subnormal (which a GPU may flush to zero, a difference no model cares about).
  */
 export function randomWeight(rng: Rng, shape: readonly number[], dtype: DType, lo = -1, hi = 1): HostTensor {
-  const n = shape.reduce((a, b) => a * b, 1);
+  const n = numel(shape);
   const values = uniform(rng, n, lo, hi).map((v) =>
     Math.abs(v) < 2 ** -10 ? Math.sign(v || 1) * 2 ** -10 : v,
   );
-  if (dtype === "f32") return { dtype, shape, data: new Uint8Array(values.buffer) };
-  const bits = Uint16Array.from(values, (v) => (dtype === "f16" ? f16Bits(v) : bf16Bits(v)));
-  return { dtype, shape, data: new Uint8Array(bits.buffer) };
+  return hostTensor(shape, values, dtype);
 }
 
 export interface SeqSpec {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Rng } from "./rng.js";
-import { argmax, logSoftmax, sample, samplingProbs } from "./sample.js";
+import { argmax, logSoftmax, logSumExp, sample, samplingProbs } from "./sample.js";
 
 test("sampling: greedy picks the largest logit, the lowest id on ties, whatever the rng", () => {
   const table: [number[], number][] = [
@@ -50,6 +50,18 @@ test("sampling: logSoftmax is normalised and shifts with temperature", () => {
   assert.ok(Math.abs(lp2[2]! - lp2[1]! - 0.5) < 1e-12);
   // Large logits do not overflow.
   assert.ok(Number.isFinite(logSoftmax([1000, 1001])[0]));
+});
+
+test("sampling: logSumExp is log(sum(exp)) without overflow, and says what a non-finite row holds", () => {
+  assert.ok(Math.abs(logSumExp([1, 2, 3]) - Math.log(Math.E + Math.E ** 2 + Math.E ** 3)) < 1e-12);
+  assert.ok(Math.abs(logSumExp(Float32Array.of(1000, 1000)) - (1000 + Math.LN2)) < 1e-9);
+  assert.equal(logSumExp([-1e9, 5]), 5);
+  assert.equal(logSumExp([Number.NEGATIVE_INFINITY, 0]), 0);
+  assert.equal(logSumExp([Number.NEGATIVE_INFINITY, Number.NEGATIVE_INFINITY]), Number.NEGATIVE_INFINITY);
+  assert.equal(logSumExp([]), Number.NEGATIVE_INFINITY);
+  assert.equal(logSumExp([1, Number.POSITIVE_INFINITY]), Number.POSITIVE_INFINITY);
+  assert.ok(Number.isNaN(logSumExp([1, Number.NaN, 2])));
+  assert.ok(Number.isNaN(logSumExp([Number.NaN])));
 });
 
 test("sampling: top-k keeps the k largest, top-p the smallest nucleus reaching p", () => {

@@ -32,17 +32,28 @@ export function argmax(logits: ArrayLike<number>): number {
   return best;
 }
 
+/**
+ * log(sum(exp(row))), in f64 with the row's maximum subtracted first, so that exp never overflows and the
+ * largest term is exactly 1. NaN if any value is NaN; otherwise a row whose maximum is not finite gives that
+ * maximum (-Infinity for an empty row or one of -Infinity only, Infinity if any value is).
+ */
+export function logSumExp(row: ArrayLike<number>): number {
+  let max = Number.NEGATIVE_INFINITY;
+  for (let i = 0; i < row.length; i++) {
+    const v = row[i] as number;
+    if (v > max) max = v;
+    else if (Number.isNaN(v)) return Number.NaN;
+  }
+  if (!Number.isFinite(max)) return max;
+  let sum = 0;
+  for (let i = 0; i < row.length; i++) sum += Math.exp((row[i] as number) - max);
+  return max + Math.log(sum);
+}
+
 /** log softmax(logits / temperature), in f64. */
 export function logSoftmax(logits: ArrayLike<number>, temperature = 1): Float64Array {
-  const out = new Float64Array(logits.length);
-  let max = Number.NEGATIVE_INFINITY;
-  for (let i = 0; i < logits.length; i++) max = Math.max(max, (logits[i] as number) / temperature);
-  let sum = 0;
-  for (let i = 0; i < logits.length; i++) {
-    out[i] = (logits[i] as number) / temperature - max;
-    sum += Math.exp(out[i] as number);
-  }
-  const logZ = Math.log(sum);
+  const out = Float64Array.from(logits, (v) => v / temperature);
+  const logZ = logSumExp(out);
   for (let i = 0; i < out.length; i++) out[i] = (out[i] as number) - logZ;
   return out;
 }
