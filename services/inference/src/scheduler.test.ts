@@ -226,13 +226,16 @@ describe("scheduler", () => {
   it("shares a running request's prefix with a request that names it", async () => {
     const engine = new FakeEngine(16, 64);
     const s = scheduler(engine);
-    const parent = request(8, 30);
+    const parent = request(8, 100_000);
     const child = request(8, 2, { sharePrefixWith: parent.request.clientRequestId });
-    const runs = [finished(s.submit(parent.request, parent.seq))];
-    // The child is queued once the parent runs.
-    await new Promise((r) => setTimeout(r, 5));
-    runs.push(finished(s.submit(child.request, child.seq)));
-    await Promise.all(runs);
+    const stopParent = new AbortController();
+    for await (const e of s.submit(parent.request, parent.seq, stopParent.signal)) {
+      // Once the parent runs (its prompt cached), the child names it.
+      if (e.kind === "tokens" && !child.seq.done) {
+        assert.equal((await finished(s.submit(child.request, child.seq))).error, undefined);
+        stopParent.abort();
+      }
+    }
     assert.deepEqual(engine.shared, [[parent.seq.id, child.seq.id]]);
   });
 
