@@ -15,6 +15,10 @@ export const ErrorKind = {
   Unimplemented: "unimplemented",
   DataLoss: "data_loss",
   Internal: "internal",
+  /** The call carried no credentials, or ones the server does not know. */
+  Unauthenticated: "unauthenticated",
+  /** The caller is known but may not do this. */
+  PermissionDenied: "permission_denied",
 } as const;
 export type ErrorKind = (typeof ErrorKind)[keyof typeof ErrorKind];
 
@@ -107,6 +111,20 @@ export class DataLossError extends SpecloopError {
   constructor(message: string, options?: ErrorOptions) {
     super(ErrorKind.DataLoss, message, options);
     this.name = "DataLossError";
+  }
+}
+
+export class UnauthenticatedError extends SpecloopError {
+  constructor(message: string, options?: ErrorOptions) {
+    super(ErrorKind.Unauthenticated, message, options);
+    this.name = "UnauthenticatedError";
+  }
+}
+
+export class PermissionDeniedError extends SpecloopError {
+  constructor(message: string, options?: ErrorOptions) {
+    super(ErrorKind.PermissionDenied, message, options);
+    this.name = "PermissionDeniedError";
   }
 }
 

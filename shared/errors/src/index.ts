@@ -12,8 +12,10 @@ export {
   InvalidArgumentError,
   isSpecloopError,
   NotFoundError,
+  PermissionDeniedError,
   ResourceExhaustedError,
   SpecloopError,
+  UnauthenticatedError,
   UnavailableError,
   UnimplementedError,
 } from "./errors.js";

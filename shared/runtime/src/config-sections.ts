@@ -3,6 +3,7 @@
 // and may change a default by extending a section:
 //   serverConfigSchema.extend({ grpcPort: portSchema.default(50052) })
 import { z } from "zod";
+import { authConfigSchema, tlsConfigSchema } from "./grpc/auth.js";
 import { DEFAULT_LOG_LEVEL, LOG_LEVELS } from "./logging.js";
 
 export const DEFAULT_HOST = "0.0.0.0";
@@ -22,6 +23,10 @@ export const serverConfigSchema = z.object({
   metricsPort: portSchema.default(DEFAULT_METRICS_PORT),
   /** How long in-flight calls may run after shutdown begins before they are cut off. */
   shutdownGraceMs: z.int().min(0).default(DEFAULT_SHUTDOWN_GRACE_MS),
+  /** Bearer tokens for the RPCs that check them (grpc/auth.ts); none by default. */
+  auth: authConfigSchema.prefault({}),
+  /** Serve gRPC over TLS from PEM files; plaintext when absent. */
+  tls: tlsConfigSchema.optional(),
 });
 export type ServerConfig = z.output<typeof serverConfigSchema>;
 

@@ -17,7 +17,18 @@ export {
   serviceConfigSchema,
 } from "./config-sections.js";
 export * from "./errors.js";
-export { safeUint64 } from "./wire.js";
+export {
+  type AuthConfig,
+  authConfigSchema,
+  bearerMetadata,
+  generateToken,
+  type Identity,
+  serverCredentials,
+  type TlsConfig,
+  TokenAuth,
+  type TokenEntry,
+  tlsConfigSchema,
+} from "./grpc/auth.js";
 export type { CallContext } from "./grpc/calls.js";
 export { type ServerStreamHandler, serverStream, type UnaryHandler, unary } from "./grpc/handlers.js";
 export { HEALTH_SERVICE_NAME } from "./grpc/reflection.js";
@@ -46,3 +57,4 @@ export {
   type StartContext,
 } from "./service.js";
 export { onShutdownSignal, type ShutdownSignal } from "./signals.js";
+export { safeUint64 } from "./wire.js";

@@ -17,6 +17,7 @@ import type { z } from "zod";
 import { type LoadConfigOptions, loadConfig } from "./config.js";
 import type { ServiceConfig } from "./config-sections.js";
 import { ConfigError } from "./errors.js";
+import { serverCredentials } from "./grpc/auth.js";
 import {
   type GrpcServerHandle,
   type GrpcServiceSpec,
@@ -82,6 +83,7 @@ export async function runService<C extends ServiceConfig>(
       logger,
       shutdownGraceMs: server.shutdownGraceMs,
       registry,
+      credentials: serverCredentials(server.tls),
     });
     const metrics =
       server.metricsPort > 0

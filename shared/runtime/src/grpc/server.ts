@@ -45,6 +45,8 @@ export interface GrpcServerOptions {
   registry?: Registry;
   /** Shut down on SIGTERM/SIGINT (the caller still decides when to exit); default false. */
   handleSignals?: boolean;
+  /** The transport (serverCredentials in grpc/auth.ts); insecure when absent. */
+  credentials?: ServerCredentials;
 }
 
 export interface ShutdownReport {
@@ -93,7 +95,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
   health.addToServer(server);
   if (options.reflection ?? true) createReflectionService(names).addToServer(server);
 
-  const port = await bind(server, host, options.port);
+  const port = await bind(server, host, options.port, options.credentials);
   logger.info({ host, grpcPort: port, services: names }, "gRPC server listening");
 
   let closing: Promise<ShutdownReport> | undefined;
@@ -153,7 +155,12 @@ function checkName(spec: GrpcServiceSpec): void {
   }
 }
 
-async function bind(server: Server, host: string, port: number): Promise<number> {
+async function bind(
+  server: Server,
+  host: string,
+  port: number,
+  credentials: ServerCredentials = ServerCredentials.createInsecure(),
+): Promise<number> {
   // IPv6 literals need brackets in a gRPC target.
   const address = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
   // grpc-js logs its own line when a bind fails; a plain listen first keeps the usual failure to one line.
@@ -161,9 +168,7 @@ async function bind(server: Server, host: string, port: number): Promise<number>
   if (taken !== undefined) throw new UnavailableError(`cannot listen on ${address}: ${taken}`);
   try {
     return await new Promise<number>((resolve, reject) => {
-      server.bindAsync(address, ServerCredentials.createInsecure(), (err, bound) =>
-        err ? reject(err) : resolve(bound),
-      );
+      server.bindAsync(address, credentials, (err, bound) => (err ? reject(err) : resolve(bound)));
     });
   } catch (err) {
     // grpc-js says only "No address added"; a plain listen on the same address tells why.

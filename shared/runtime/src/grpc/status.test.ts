@@ -21,6 +21,8 @@ const EXPECTED: Record<ErrorKind, status> = {
   unimplemented: status.UNIMPLEMENTED,
   data_loss: status.DATA_LOSS,
   internal: status.INTERNAL,
+  unauthenticated: status.UNAUTHENTICATED,
+  permission_denied: status.PERMISSION_DENIED,
 };
 
 function captureLogger() {

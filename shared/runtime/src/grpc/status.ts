@@ -20,6 +20,8 @@ export const KIND_TO_STATUS: Readonly<Record<ErrorKind, Status>> = {
   [ErrorKind.Unimplemented]: Status.UNIMPLEMENTED,
   [ErrorKind.DataLoss]: Status.DATA_LOSS,
   [ErrorKind.Internal]: Status.INTERNAL,
+  [ErrorKind.Unauthenticated]: Status.UNAUTHENTICATED,
+  [ErrorKind.PermissionDenied]: Status.PERMISSION_DENIED,
 };
 
 /** What the client receives for a failed call. */
