@@ -52,6 +52,41 @@ class RandomTreeDrafter implements Drafter {
   release(): void {}
 }
 
+/**
+ * A hostile drafter whose proposals are malformed in turn: token ids outside the vocabulary (a forged fleet
+ * trace's 99999), a parent after its child, more nodes than the budget, arrays of different lengths, and now
+ * and then a valid chain. The decoder refuses each before the pass: the sequence runs a plain step.
+ */
+class MalformedDrafter implements Drafter {
+  readonly kind = "suffix" as const;
+  readonly version = "";
+  readonly featureLayers: readonly number[] = [];
+  async propose(requests: readonly DraftRequest[]): Promise<Proposal[]> {
+    return requests.map(({ seq, budget }) => {
+      const last = seq.tokens.at(-1) as number;
+      const chain = (tokens: number[]): Proposal => ({
+        tokens: Int32Array.from(tokens),
+        parents: Int32Array.from(tokens, (_, i) => i - 1),
+        draftProbs: new Float32Array(tokens.length).fill(1),
+      });
+      switch (seq.tokens.length % 5) {
+        case 0:
+          return chain([99999, last]);
+        case 1:
+          return { ...chain([last, last]), parents: Int32Array.from([1, -1]) };
+        case 2:
+          return chain(Array.from({ length: budget + 3 }, () => last));
+        case 3:
+          return { ...chain([last, last]), draftProbs: new Float32Array(1) };
+        default:
+          return chain([last]);
+      }
+    });
+  }
+  observe(): void {}
+  release(): void {}
+}
+
 let backend: CpuBackend;
 let target: Model;
 let draft: Model;
@@ -90,6 +125,11 @@ describe("speculative decoding is lossless at temperature 0", () => {
       6,
     ],
     ["random trees", () => new RandomTreeDrafter(8192), 8],
+    [
+      "malformed proposals (ids outside the vocabulary, bad parents, over budget)",
+      () => new MalformedDrafter(),
+      4,
+    ],
     ["suffix", () => new SuffixDrafter(), 8],
     [
       "eagle (random head, top-k trees)",
