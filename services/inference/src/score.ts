@@ -2,10 +2,16 @@
 // prompt is prefilled once and forked (its KV shared) for every continuation; one more pass reads every
 // continuation position. It runs between decoding turns, on the node's own KV pool.
 import { randomUUID } from "node:crypto";
-import { buildLayout, type KvManager, type Model, type Tokenizer } from "@specloop/engine";
+import {
+  buildLayout,
+  type KvManager,
+  logSumExp,
+  type Model,
+  type Tokenizer,
+  topKIds,
+} from "@specloop/engine";
 import type { ContinuationScore, ScoreRequest, ScoreResponse } from "@specloop/proto";
 import { InvalidArgumentError, ResourceExhaustedError } from "@specloop/runtime";
-import { logSumExp, topKOf } from "@specloop/speculation";
 import { checkModel, promptTokens, type RequestLimits } from "./requests.js";
 
 export const MAX_TOP_LOGPROBS = 20;
@@ -109,7 +115,7 @@ export async function scoreContinuations(
         tokenLogprobs.push((r[id] as number) - lse);
         if (req.topLogprobs > 0) {
           top.push({
-            tokens: topKOf(r, req.topLogprobs).map((t) => ({ tokenId: t, logprob: (r[t] as number) - lse })),
+            tokens: topKIds(r, req.topLogprobs).map((t) => ({ tokenId: t, logprob: (r[t] as number) - lse })),
           });
         }
         row++;

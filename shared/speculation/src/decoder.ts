@@ -10,12 +10,19 @@
 // - update(): verifies, commits, keeps the accepted branch's KV (KvManager.keepBranch), tells the drafters.
 // Invariant: every committed token but the last is in the KV cache after a step that samples. Greedy output is
 // exactly the target's; sampled output follows the target's distribution exactly, whatever drafters propose.
-import { type Activation, buildLayout, type KvManager, type Model, type TopKRows } from "@specloop/engine";
+import {
+  type Activation,
+  buildLayout,
+  type KvManager,
+  logSumExp,
+  type Model,
+  type TopKRows,
+  topKIds,
+} from "@specloop/engine";
 import { defaultBudgetPolicyOptions, updateAcceptance } from "./budget.js";
 import type { DraftCapTuner } from "./draft-cap.js";
 import type { Drafter, DrafterKind, DraftRequest, Proposal, TargetFeatures } from "./drafter.js";
 import { EMPTY_PROPOSAL } from "./drafter.js";
-import { logSumExp, topKOf } from "./rows.js";
 import type { DecodeSequence, StepRecord } from "./sequence.js";
 import { checkProposal, truncateProposal, type Verdict, verifyGreedy, verifySampled } from "./verify.js";
 
@@ -475,7 +482,7 @@ export class SpeculativeDecoder {
       } else if (logits !== undefined) {
         const r = logits.subarray(local * vocab, (local + 1) * vocab);
         const lse = logSumExp(r);
-        topKOf(r, k).forEach((id, j) => {
+        topKIds(r, k).forEach((id, j) => {
           topkIds[i * k + j] = id;
           topkLogprobs[i * k + j] = (r[id] as number) - lse;
         });

@@ -25,11 +25,13 @@ import {
   type EagleInput,
   type KvCacheSpec,
   KvManager,
+  logSumExp,
   samplingProbs,
+  topKIds,
 } from "@specloop/engine";
 import type { Drafter, DraftRequest, Proposal, SequenceView, TargetFeatures } from "./drafter.js";
 import { EMPTY_PROPOSAL } from "./drafter.js";
-import { bestFirstProposal, chainProposal, type DraftNode, logSumExp, topIds } from "./eagle-tree.js";
+import { bestFirstProposal, chainProposal, type DraftNode } from "./eagle-tree.js";
 
 /** Committed feature rows kept per sequence for re-priming a swapped-in head. */
 export const DEFAULT_EAGLE_FEATURE_WINDOW = 64;
@@ -347,7 +349,7 @@ export class EagleDrafter implements Drafter {
     const sampling = d.req.seq.sampling;
     if (this.mode === "tree" || sampling.temperature === 0) {
       const k = this.mode === "tree" ? this.topK : 1;
-      const ids = k === 1 ? [argmax(logits)] : topIds(logits, k);
+      const ids = k === 1 ? [argmax(logits)] : topKIds(logits, k);
       for (const token of ids) {
         d.nodes.push({ token, parent, depth, pathLogProb: base + (logits[token] as number) - lse, prob: 1 });
       }

@@ -19,30 +19,6 @@ export interface DraftNode {
   hidden?: Float32Array;
 }
 
-/** log(sum(exp(row))), stable. */
-export function logSumExp(row: Float32Array): number {
-  let max = Number.NEGATIVE_INFINITY;
-  for (const v of row) if (v > max) max = v;
-  if (!Number.isFinite(max)) return max;
-  let sum = 0;
-  for (const v of row) sum += Math.exp(v - max);
-  return max + Math.log(sum);
-}
-
-/** The k largest entries' ids, largest first, lowest id first on ties. */
-export function topIds(row: Float32Array, k: number): number[] {
-  const ids: number[] = [];
-  for (let i = 0; i < row.length; i++) {
-    const v = row[i] as number;
-    if (ids.length === k && !(v > (row[ids[k - 1] as number] as number))) continue;
-    let at = ids.length === k ? k - 1 : ids.length;
-    while (at > 0 && v > (row[ids[at - 1] as number] as number)) at--;
-    ids.splice(at, 0, i);
-    if (ids.length > k) ids.pop();
-  }
-  return ids;
-}
-
 /**
  * The `budget` nodes of highest path probability, as a Proposal: parents before children (by depth),
  * siblings most likely first. A child's path probability never exceeds its parent's, and ties go to the

@@ -48,7 +48,6 @@ export {
   type SpeculativeStats,
   speculativeGenerate,
 } from "./generate.js";
-export { logSumExp, topKOf } from "./rows.js";
 export {
   type CapturedFeatures,
   DecodeSequence,
