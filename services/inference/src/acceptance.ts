@@ -1,6 +1,14 @@
-// The node's acceptance book: output tokens per target pass, per (drafter, speculator version, domain),
-// over a recent window (an exponentially weighted mean). It answers `auto` (which drafter has been doing
-// best on this domain) and fills NodeStatus.acceptance for the heartbeat and GetNodeStatus.
+// The node's acceptance book, per (drafter, speculator version, domain) over a recent window (exponentially
+// weighted means): output tokens per target pass (what NodeStatus.acceptance and the heartbeat report, and
+// what a collapse shows in) and decode tokens per second of the requests (what users feel). `auto` picks by
+// the second, with `none` among the candidates, so it never settles on a drafter slower than no speculation.
+//
+// Who decides what (the node's three adaptive controllers, one goal: tokens per second):
+// - this book: which drafter a request gets (`auto`), per domain, from requests' decode tokens per second;
+// - the budget policy (speculation budget.ts): how many nodes a sequence drafts this step, from its own
+//   acceptance (more nodes only where they are being accepted);
+// - the DraftCapTuner (speculation draft-cap.ts, opt-in): a cap on every budget at this batch size, from the
+//   committed tokens per millisecond each cap delivered.
 
 import { Rng } from "@specloop/engine";
 import { type AcceptanceStat, drafterToProto } from "@specloop/proto";
@@ -14,6 +22,8 @@ interface Cell {
   tokens: number;
   /** Recent output tokens per pass. */
   ewma: number;
+  /** Recent decode tokens per second of a request. */
+  tokensPerSecond: number;
 }
 
 /** Weight of one request in the recent mean. */
@@ -31,7 +41,14 @@ export class AcceptanceBook {
     this.rng = new Rng(seed);
   }
 
-  record(drafter: DrafterKind, version: string, domain: string, passes: number, tokens: number): void {
+  record(
+    drafter: DrafterKind,
+    version: string,
+    domain: string,
+    passes: number,
+    tokens: number,
+    decodeTokensPerSecond: number,
+  ): void {
     if (passes === 0) return;
     const key = `${drafter}\u0000${version}\u0000${domain}`;
     const c = this.cells.get(key) ?? {
@@ -41,18 +58,20 @@ export class AcceptanceBook {
       passes: 0,
       tokens: 0,
       ewma: tokens / passes,
+      tokensPerSecond: decodeTokensPerSecond,
     };
     c.passes += passes;
     c.tokens += tokens;
     c.ewma = c.ewma + ALPHA * (tokens / passes - c.ewma);
+    c.tokensPerSecond = c.tokensPerSecond + ALPHA * (decodeTokensPerSecond - c.tokensPerSecond);
     this.cells.set(key, c);
   }
 
-  /** Recent tokens per pass of a drafter on a domain (any version), or undefined when never tried. */
+  /** Recent decode tokens per second of a drafter on a domain (its best version), or undefined if untried. */
   recent(drafter: DrafterKind, domain: string): number | undefined {
     let best: number | undefined;
     for (const c of this.cells.values()) {
-      if (c.drafter === drafter && c.domain === domain) best = Math.max(best ?? 0, c.ewma);
+      if (c.drafter === drafter && c.domain === domain) best = Math.max(best ?? 0, c.tokensPerSecond);
     }
     return best;
   }

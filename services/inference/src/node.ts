@@ -34,6 +34,7 @@ import { connectFleet, type FleetLink } from "./fleet.js";
 import { BoundedLabels } from "./labels.js";
 import { type NodeMetrics, nodeMetrics } from "./metrics.js";
 import { type RequestLimits, type ResolvedRequest, resolveRequest } from "./requests.js";
+import { usage } from "./response.js";
 import { type FinishedRequest, type RequestEvent, Scheduler, type StepEngine } from "./scheduler.js";
 import { RoutedEagleDrafter, type SwapOutcome } from "./speculators.js";
 import { buildTrace } from "./traces.js";
@@ -209,7 +210,8 @@ export class InferenceNode {
   resolve(req: GenerateRequest): ResolvedRequest {
     return resolveRequest(req, this.limits, {
       domainLabel: (d) => this.domains.label(d),
-      chooseDrafter: (candidates, domain) => this.acceptance.choose(candidates, domain),
+      // No speculation is always a candidate: auto must never be slower than it.
+      chooseDrafter: (candidates, domain) => this.acceptance.choose(["none", ...candidates], domain),
       routeSpeculator: (seqId) => this.eagle.route(seqId),
       captureLayers: () => this.sampleFeatures(),
     });
@@ -269,9 +271,16 @@ export class InferenceNode {
         { drafter: seq.drafter, version },
         seq.verifiedTokens / seq.targetPasses,
       );
-      if (seq.drafter !== "none") {
-        this.acceptance.record(seq.drafter, version, r.request.domain, seq.targetPasses, seq.verifiedTokens);
-      }
+      // Decode speed needs two tokens at least (the first comes with the prefill).
+      if (seq.outputLength > 1)
+        this.acceptance.record(
+          seq.drafter,
+          version,
+          r.request.domain,
+          seq.targetPasses,
+          seq.verifiedTokens,
+          usage(r).decodeTokensPerSecond,
+        );
     }
     const traces = this.fleet?.traces;
     if (traces !== undefined && r.error === undefined && seq.outputLength > 0) {
