@@ -92,6 +92,15 @@ export {
   writeSigningKey,
 } from "./signing.js";
 export {
+  DEFAULT_SPOOL_PUBLISH_TIMEOUT_MS,
+  isTransient,
+  type SpoolDropReason,
+  SpooledPublisher,
+  type SpoolMessage,
+  type SpoolOptions,
+  type SpoolStats,
+} from "./spool.js";
+export {
   consumeTraces,
   consumeVerdicts,
   type StreamConsumerOptions,
