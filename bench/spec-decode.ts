@@ -292,15 +292,13 @@ async function runEngine(prompts: readonly number[][], batch: number): Promise<R
   for (let g = 0; g < prompts.length; g += batch) {
     const { outputs, stats } = await generate(
       target,
-      prompts
-        .slice(g, g + batch)
-        .map((prompt, i) => ({
-          prompt,
-          maxTokens: newTokens,
-          sampling: SAMPLING,
-          seed: g + i,
-          stopTokenIds: [],
-        })),
+      prompts.slice(g, g + batch).map((prompt, i) => ({
+        prompt,
+        maxTokens: newTokens,
+        sampling: SAMPLING,
+        seed: g + i,
+        stopTokenIds: [],
+      })),
     );
     for (const o of outputs) r.outputs.push(o.tokens);
     // generate() counts the prefill's token outside decode; the decoder counts every output token.

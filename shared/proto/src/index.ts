@@ -2,12 +2,12 @@
 // Regenerate with `npm run proto:gen`; never edit src/gen by hand.
 import { fileURLToPath } from "node:url";
 
+export { DRAFTER_NAMES, type DrafterName, drafterFromProto, drafterToProto } from "./drafters.js";
 export * from "./gen/specloop/v1/common.js";
 export * from "./gen/specloop/v1/inference.js";
 export * from "./gen/specloop/v1/trace.js";
 export * from "./gen/specloop/v1/trainer.js";
 export * from "./gen/specloop/v1/verifier.js";
-export { DRAFTER_NAMES, type DrafterName, drafterFromProto, drafterToProto } from "./drafters.js";
 
 /** Directory holding the .proto sources (for server reflection and proto-loader). */
 export const PROTO_ROOT: string = fileURLToPath(new URL("../../../proto", import.meta.url));
