@@ -49,3 +49,22 @@ export class InferenceRejectedError extends SpecloopError {
     this.name = "InferenceRejectedError";
   }
 }
+
+/**
+ * This machine cannot run the tests judge's sandbox (bubblewrap missing, user namespaces refused, an
+ * interpreter the sandbox's user cannot run): FAILED_PRECONDITION, since retrying changes nothing.
+ */
+export class SandboxUnavailableError extends SpecloopError {
+  constructor(message: string, options?: ErrorOptions) {
+    super(ErrorKind.FailedPrecondition, message, options);
+    this.name = "SandboxUnavailableError";
+  }
+}
+
+/** One sandbox did not start its candidate: a failure of the judge, never a verdict on the candidate. */
+export class SandboxFailedError extends SpecloopError {
+  constructor(message: string, options?: ErrorOptions) {
+    super(ErrorKind.Unavailable, message, options);
+    this.name = "SandboxFailedError";
+  }
+}

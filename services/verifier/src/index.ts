@@ -1,5 +1,8 @@
-export { type VerifierConfig, verifierConfigSchema } from "./config.js";
+export { RUN_CODE_ROLE, type VerifierConfig, verifierConfigSchema } from "./config.js";
 export * from "./errors.js";
 export { connectInference, type InferenceNode } from "./judges/inference.js";
-export { loadTournament, type VerifierDeps, verifierServer } from "./server.js";
+export { pruneStore, recoverInterrupted } from "./maintenance.js";
+export { Sandbox, type SandboxOptions } from "./sandbox/index.js";
+export { loadTournament, sandboxFor, type VerifierDeps, verifierServer } from "./server.js";
+export { UNKNOWN_MODEL_ID, VerdictSpool } from "./spool.js";
 export { runTournament } from "./tournament/index.js";

@@ -1,34 +1,48 @@
 #!/usr/bin/env node
-// The verifier's process: `node services/verifier/dist/main.js` (npm start runs it).
+// The verifier's process: `node services/verifier/dist/main.js` (npm start runs it). Before it takes
+// calls it marks the tournaments a stopped verifier left unfinished as failed, prunes the store and starts
+// sending the verdicts still spooled in it.
 import { connectBus, provisionBus } from "@specloop/bus";
 import { SERVICE_NAMES, VerifierService } from "@specloop/proto";
-import { runService } from "@specloop/runtime";
+import { runService, TokenAuth } from "@specloop/runtime";
 import { type VerifierConfig, verifierConfigSchema } from "./config.js";
 import { openVerifierStore } from "./db/index.js";
 import { connectInference } from "./judges/inference.js";
-import { verifierServer } from "./server.js";
+import { recoverInterrupted, startRetention } from "./maintenance.js";
+import { sandboxFor, verifierServer } from "./server.js";
+import { VerdictSpool } from "./spool.js";
 
 await runService<VerifierConfig>({
   name: "verifier",
   configSchema: verifierConfigSchema,
   start: async ({ config, logger }) => {
+    const auth = TokenAuth.fromConfig(config.server.auth);
+    if (!auth.configured)
+      logger.warn("no tokens configured (server.auth): the tests judge refuses every call");
     const store = openVerifierStore(config.store.path);
     logger.info({ path: store.path, migrationsApplied: store.migrationsApplied }, "store open");
     try {
+      recoverInterrupted(store.db, logger);
+      const stopRetention = startRetention(store.db, config, logger);
       // The verdict stream is where tournaments publish their pairwise verdicts.
       const bus = await connectBus(config.bus, logger);
       await provisionBus(bus, config.bus, logger);
+      const spool = new VerdictSpool(store.db, bus, logger);
+      spool.nudge();
       // The node is dialled lazily by grpc-js: the verifier starts (and GetTournament works) without it.
       const node = connectInference(config.inference.address);
+      const sandbox = sandboxFor(config);
       return {
         services: [
           {
             name: SERVICE_NAMES.verifier,
             definition: VerifierService,
-            implementation: verifierServer({ db: store.db, bus, node, config, logger }),
+            implementation: verifierServer({ db: store.db, bus, node, config, logger, auth, sandbox, spool }),
           },
         ],
         onShutdown: async () => {
+          stopRetention();
+          await spool.close();
           node.close();
           await bus.close();
           store.close();

@@ -1,9 +1,7 @@
 // Where a tournament leaves its trace: a row in the verifier's SQLite (created first, so GetTournament sees
-// a running one), a row per comparison as it is judged, the outcome or the error at the end, and then the
-// pairwise verdicts on NATS (SPECLOOP_VERDICTS), the dataset a V1-PairRL trainer reads.
-import { type Bus, publishVerdict } from "@specloop/bus";
-import { Judge, PairwiseVerdict } from "@specloop/proto";
-import type { Logger } from "@specloop/runtime";
+// a running one), a row per comparison as it is judged (an invented tie marked as such), and the outcome or
+// the error at the end. The store is also the verdict spool: the real comparisons of a done tournament are
+// sent to NATS (SPECLOOP_VERDICTS) by the VerdictSpool in the background, never on a call's path.
 import { eq } from "drizzle-orm";
 import {
   comparisons,
@@ -14,10 +12,6 @@ import {
 } from "./db/index.js";
 import type { Comparison } from "./tournament/index.js";
 
-/** The model id verdicts carry when the candidates came from no known model (Rank with the tests judge). */
-export const UNKNOWN_MODEL_ID = "unknown";
-const PUBLISH_TIMEOUT_MS = 5_000;
-
 export interface TournamentStart {
   id: string;
   question: string;
@@ -27,60 +21,60 @@ export interface TournamentStart {
   seed: number;
   state: TournamentState;
   modelId: string | null;
+  /** The authenticated identity that asked; null when the call needed none. */
+  requestedBy: string | null;
 }
 
-const PROTO_JUDGE: Record<JudgeKind, Judge> = {
-  pairwise: Judge.JUDGE_PAIRWISE,
-  pointwise: Judge.JUDGE_POINTWISE,
-  tests: Judge.JUDGE_TESTS,
-};
+/** UTF-8 bytes of a tournament's text, what retention's byte bound counts. */
+export function textBytes(question: string, candidates: readonly string[]): number {
+  return Buffer.byteLength(question, "utf8") + Buffer.byteLength(JSON.stringify(candidates), "utf8");
+}
 
 export class TournamentRecorder {
   private question = "";
-  private candidates: string[] = [];
-  private judge: JudgeKind = "pairwise";
-  private modelId: string | null = null;
-  private readonly judged: { c: Comparison; at: Date }[] = [];
 
   constructor(
     private readonly db: VerifierDb,
-    private readonly bus: Bus | undefined,
-    private readonly logger: Logger,
     readonly id: string,
   ) {}
 
   start(t: TournamentStart): void {
     this.question = t.question;
-    this.candidates = t.candidates;
-    this.judge = t.judge;
-    this.modelId = t.modelId;
-    this.db.insert(tournaments).values(t).run();
+    this.db
+      .insert(tournaments)
+      .values({ ...t, sizeBytes: textBytes(t.question, t.candidates) })
+      .run();
   }
 
   /** The candidates are known (Solve: sampling finished); judging starts. */
   judging(candidates: string[], modelId: string | null): void {
-    this.candidates = candidates;
-    this.modelId = modelId;
     this.db
       .update(tournaments)
-      .set({ candidates, modelId, state: "judging" })
+      .set({ candidates, modelId, state: "judging", sizeBytes: textBytes(this.question, candidates) })
       .where(eq(tournaments.id, this.id))
       .run();
   }
 
-  comparison(c: Comparison, idx: number): void {
-    const at = new Date();
-    this.judged.push({ c, at });
+  comparison(c: Comparison, idx: number, invented: boolean): void {
     this.db
       .insert(comparisons)
-      .values({ tournamentId: this.id, idx, a: c.a, b: c.b, pA: c.pA, phase: c.phase, judgedAt: at })
+      .values({
+        tournamentId: this.id,
+        idx,
+        a: c.a,
+        b: c.b,
+        pA: c.pA,
+        phase: c.phase,
+        judgedAt: new Date(),
+        invented,
+      })
       .run();
   }
 
-  done(ranking: number[], scores: number[], budget: number): void {
+  done(ranking: number[], scores: number[], budget: number, realVerdicts: number): void {
     this.db
       .update(tournaments)
-      .set({ state: "done", ranking, scores, budget, finishedAt: new Date() })
+      .set({ state: "done", ranking, scores, budget, realVerdicts, finishedAt: new Date() })
       .where(eq(tournaments.id, this.id))
       .run();
   }
@@ -91,37 +85,5 @@ export class TournamentRecorder {
       .set({ state: "failed", error, finishedAt: new Date() })
       .where(eq(tournaments.id, this.id))
       .run();
-  }
-
-  /**
-   * Publishes every comparison as a verdict. The store already holds them, so a bus failure is logged and
-   * does not fail the caller's request.
-   */
-  async publish(): Promise<number> {
-    if (this.bus === undefined || this.judged.length === 0) return 0;
-    let published = 0;
-    for (const [idx, { c, at }] of this.judged.entries()) {
-      const verdict = PairwiseVerdict.fromPartial({
-        tournamentId: this.id,
-        question: this.question,
-        candidateA: this.candidates[c.a] ?? "",
-        candidateB: this.candidates[c.b] ?? "",
-        pA: c.pA,
-        judge: PROTO_JUDGE[this.judge],
-        modelId: this.modelId ?? UNKNOWN_MODEL_ID,
-        judgedAt: at,
-      });
-      // Consumers (decodeVerdict) refuse a verdict with an empty candidate: such a pair stays in the store only.
-      if (verdict.candidateA === "" || verdict.candidateB === "") continue;
-      try {
-        // The comparison's index is part of the verdict's id: two samples with the same text judged against
-        // a third are two comparisons, and a re-publish of one is dropped by the stream's duplicate window.
-        await publishVerdict(this.bus.js, verdict, { index: idx, timeoutMs: PUBLISH_TIMEOUT_MS });
-        published++;
-      } catch (err) {
-        this.logger.warn({ err, tournamentId: this.id }, "verdict not published (kept in the store)");
-      }
-    }
-    return published;
   }
 }

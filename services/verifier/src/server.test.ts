@@ -18,14 +18,21 @@ import {
   VerifierClient,
   VerifierService,
 } from "@specloop/proto";
-import { type GrpcServerHandle, loadConfig, startGrpcServer } from "@specloop/runtime";
+import {
+  bearerMetadata,
+  type GrpcServerHandle,
+  loadConfig,
+  startGrpcServer,
+  TokenAuth,
+} from "@specloop/runtime";
 import { freePort, type NatsServer, startNatsServer, type TempDir, tempDir } from "@specloop/testkit";
-import { verifierConfigSchema } from "./config.js";
+import { RUN_CODE_ROLE, verifierConfigSchema } from "./config.js";
 import { openVerifierStore, type VerifierStore } from "./db/index.js";
 import { connectInference, type InferenceNode } from "./judges/inference.js";
-import { UNKNOWN_MODEL_ID } from "./record.js";
 import { verifierServer } from "./server.js";
+import { UNKNOWN_MODEL_ID } from "./spool.js";
 
+const TOKEN = "server-test-token-0123456789";
 let dir: TempDir;
 let nats: NatsServer;
 let bus: Bus;
@@ -44,6 +51,7 @@ before(async () => {
   const config = loadConfig(verifierConfigSchema, {
     env: { SPECLOOP_TOURNAMENT__MAX_CANDIDATES: "6", SPECLOOP_TOURNAMENT__JUDGE_TIMEOUT_MS: "2000" },
   });
+  const auth = new TokenAuth([{ identity: "server-test", roles: [RUN_CODE_ROLE], token: TOKEN }]);
   server = await startGrpcServer({
     host: "127.0.0.1",
     port: 0,
@@ -52,7 +60,7 @@ before(async () => {
       {
         name: "specloop.v1.Verifier",
         definition: VerifierService,
-        implementation: verifierServer({ db: store.db, bus, node, config, logger: testLogger }),
+        implementation: verifierServer({ db: store.db, bus, node, config, logger: testLogger, auth }),
       },
     ],
   });
@@ -70,8 +78,10 @@ after(async () => {
 
 function rank(request: Partial<RankRequest>): Promise<RankResponse> {
   return new Promise((resolve, reject) =>
-    client.rank({ question: "", candidates: [], ...request } as RankRequest, (err, res) =>
-      err ? reject(err) : resolve(res),
+    client.rank(
+      { question: "", candidates: [], ...request } as RankRequest,
+      bearerMetadata(TOKEN),
+      (err, res) => (err ? reject(err) : resolve(res)),
     ),
   );
 }

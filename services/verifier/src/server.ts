@@ -1,5 +1,10 @@
 // The Verifier gRPC API: Rank (given candidates), Solve (sample N from the inference node sharing the
 // prompt's KV, then rank, streaming progress) and GetTournament (from the verifier's store).
+// What is stored is what happened: a call that is cancelled or fails is stored failed, never done; a judge
+// call that failed and was counted as a tie is stored as invented (and never published); a tournament none
+// of whose judge calls gave a verdict fails. Verdicts are published from the store by the VerdictSpool,
+// after the response, so NATS never holds up a call. The tests judge runs code: it needs a bearer token
+// whose identity holds RUN_CODE_ROLE, and that identity is stored with the tournament.
 import { randomUUID } from "node:crypto";
 import type { Bus } from "@specloop/bus";
 import {
@@ -9,21 +14,23 @@ import {
   type SolveResponse,
   type SpeculationStats,
   type Tournament,
+  type TournamentOptions,
   TournamentState,
   type VerifierServer,
 } from "@specloop/proto";
 import {
   type CallContext,
   Channel,
-  InvalidArgumentError,
   type Logger,
   NotFoundError,
   SpecloopError,
+  safeUint64,
   serverStream,
+  TokenAuth,
   unary,
 } from "@specloop/runtime";
 import { asc, eq } from "drizzle-orm";
-import type { VerifierConfig } from "./config.js";
+import { RUN_CODE_ROLE, type VerifierConfig } from "./config.js";
 import {
   comparisons,
   type JudgeKind,
@@ -35,8 +42,17 @@ import { JudgeFailedError } from "./errors.js";
 import type { InferenceNode } from "./judges/inference.js";
 import { pairwiseJudge, pointwiseScores } from "./judges/model.js";
 import { testsJudge } from "./judges/tests.js";
-import { checkCount, type ResolvedOptions, resolveOptions } from "./options.js";
+import {
+  checkCandidates,
+  checkCount,
+  checkQuestion,
+  checkTournamentId,
+  type ResolvedOptions,
+  resolveOptions,
+} from "./options.js";
 import { TournamentRecorder } from "./record.js";
+import { Sandbox } from "./sandbox/index.js";
+import { VerdictSpool } from "./spool.js";
 import { type Comparison, type PairJudge, rankByScore, runTournament } from "./tournament/index.js";
 
 const JUDGE_TO_PROTO: Record<JudgeKind, Judge> = {
@@ -68,6 +84,26 @@ export interface VerifierDeps {
   node: InferenceNode;
   config: VerifierConfig;
   logger: Logger;
+  /** Who may use the tests judge; without it (or with no tokens) nobody may. */
+  auth?: TokenAuth;
+  /** The tests judge's sandbox, whose slots every call shares; made from the config when absent. */
+  sandbox?: Sandbox;
+  /** Sends done tournaments' verdicts from the store; made from `bus` when absent. */
+  spool?: VerdictSpool;
+}
+
+/** The sandbox the config describes. */
+export function sandboxFor(config: VerifierConfig): Sandbox {
+  const t = config.tests;
+  return new Sandbox({
+    bwrap: t.bwrap,
+    python: t.python,
+    maxSandboxes: t.maxSandboxes,
+    maxProcesses: t.maxProcesses,
+    tmpfsMb: t.tmpfsMb,
+    maxOutputBytes: t.maxOutputBytes,
+    user: { uid: t.sandboxUid, gid: t.sandboxGid },
+  });
 }
 
 /** Reads one stored tournament with its comparisons in judging order. */
@@ -90,16 +126,28 @@ export function loadTournament(db: VerifierDb, id: string): Tournament | undefin
     state: STATE_TO_PROTO[row.state],
     ranking: row.ranking ?? [],
     scores: row.scores ?? [],
-    comparisons: judged.map((c) => ({ a: c.a, b: c.b, pA: c.pA, phase: c.phase })),
+    comparisons: judged.map((c) => ({ a: c.a, b: c.b, pA: c.pA, phase: c.phase, invented: c.invented })),
     createdAt: row.createdAt,
     finishedAt: row.finishedAt ?? undefined,
     error: row.error ?? "",
     modelId: row.modelId ?? "",
+    realVerdicts: row.realVerdicts ?? 0,
+    requestedBy: row.requestedBy ?? "",
   };
 }
 
-/** A judge call that fails becomes a JudgeFailedError, or a tie when the request said so. */
-function guarded(judge: PairJudge, options: ResolvedOptions, ctx: CallContext): PairJudge {
+const pairKey = (a: number, b: number): string => (a < b ? `${a},${b}` : `${b},${a}`);
+
+/**
+ * A judge call that fails becomes a JudgeFailedError, or, when the request said so, a tie that is
+ * recorded in `invented` so it is stored as one and never published.
+ */
+function guarded(
+  judge: PairJudge,
+  options: ResolvedOptions,
+  ctx: CallContext,
+  invented: Set<string>,
+): PairJudge {
   return async (a, b) => {
     try {
       return await judge(a, b);
@@ -107,7 +155,8 @@ function guarded(judge: PairJudge, options: ResolvedOptions, ctx: CallContext): 
       if (ctx.signal.aborted) throw err;
       const why = err instanceof Error ? err.message : String(err);
       if (options.onFailure === "tie") {
-        ctx.logger.warn({ a, b, err }, "judge failed; counted as a tie");
+        ctx.logger.warn({ a, b, err }, "judge failed; counted as an invented tie");
+        invented.add(pairKey(a, b));
         return 0.5;
       }
       throw new JudgeFailedError(options.judge, `comparing ${a} and ${b}: ${why}`, { cause: err });
@@ -118,17 +167,19 @@ function guarded(judge: PairJudge, options: ResolvedOptions, ctx: CallContext): 
 interface Judged {
   ranking: number[];
   scores: number[];
-  /** Judge calls actually made. */
+  /** Judge calls made. */
   calls: number;
+  /** Judge calls that gave a verdict. */
+  real: number;
 }
 
 async function judgeCandidates(
-  deps: VerifierDeps,
+  deps: VerifierDeps & { sandbox: Sandbox },
   question: string,
   candidates: string[],
   options: ResolvedOptions,
   ctx: CallContext,
-  onComparison: (c: Comparison, idx: number) => void,
+  onComparison: (c: Comparison, idx: number, invented: boolean) => void,
 ): Promise<Judged> {
   const n = candidates.length;
   const modelCtx = {
@@ -140,29 +191,39 @@ async function judgeCandidates(
   };
   if (options.judge === "pointwise") {
     // The baseline: one score per answer, ranked by it; there are no comparisons to record.
+    let real = n;
     const scores = await pointwiseScores(modelCtx).catch((err: unknown) => {
       if (ctx.signal.aborted) throw err;
-      if (options.onFailure === "tie") return new Array<number>(n).fill(0.5);
+      if (options.onFailure === "tie") {
+        real = 0;
+        return new Array<number>(n).fill(0.5);
+      }
       const why = err instanceof Error ? err.message : String(err);
       throw new JudgeFailedError("pointwise", why, { cause: err });
     });
-    return { ranking: rankByScore(scores), scores, calls: n };
+    return { ranking: rankByScore(scores), scores, calls: n, real };
   }
   const base =
     options.judge === "pairwise"
       ? pairwiseJudge(modelCtx)
       : testsJudge({
           ...(options.tests as NonNullable<ResolvedOptions["tests"]>),
+          sandbox: deps.sandbox,
           candidates,
-          python: deps.config.tests.python,
           signal: ctx.signal,
         });
-  const result = await runTournament(n, guarded(base, options, ctx), {
+  const invented = new Set<string>();
+  let real = 0;
+  const result = await runTournament(n, guarded(base, options, ctx, invented), {
     budget: options.budget,
     seed: options.seed,
-    onComparison,
+    onComparison: (c, idx) => {
+      const made = invented.has(pairKey(c.a, c.b));
+      if (!made) real++;
+      onComparison(c, idx, made);
+    },
   });
-  return { ranking: result.ranking, scores: result.scores, calls: result.comparisons.length };
+  return { ranking: result.ranking, scores: result.scores, calls: result.comparisons.length, real };
 }
 
 function message(err: unknown): string {
@@ -171,30 +232,58 @@ function message(err: unknown): string {
 
 export function verifierServer(deps: VerifierDeps): VerifierServer {
   const { db, config } = deps;
+  const auth = deps.auth ?? new TokenAuth([]);
+  const sandbox = deps.sandbox ?? sandboxFor(config);
+  const spool = deps.spool ?? new VerdictSpool(db, deps.bus, deps.logger);
+  const judgeDeps = { ...deps, sandbox };
 
-  /** Records the outcome (or the failure) and publishes the verdicts. */
-  async function finish(rec: TournamentRecorder, work: () => Promise<Judged>): Promise<Tournament> {
+  /** The caller's identity when the judge runs code (which needs the role); null otherwise. */
+  function authorize(options: TournamentOptions | undefined, ctx: CallContext): string | null {
+    if (options?.judge !== Judge.JUDGE_TESTS) return null;
+    const who = auth.require(ctx.metadata, RUN_CODE_ROLE);
+    ctx.logger.info({ identity: who.name }, "tests judge requested");
+    return who.name;
+  }
+
+  /** Records the outcome, or the failure, as it happened; a done tournament's verdicts go to the spool. */
+  async function finish(
+    rec: TournamentRecorder,
+    ctx: CallContext,
+    work: () => Promise<Judged>,
+  ): Promise<Tournament> {
     let judged: Judged;
     try {
       judged = await work();
+      // The caller stopped waiting (cancelled, past its deadline): it never saw a result, so none is stored.
+      ctx.signal.throwIfAborted();
     } catch (err) {
-      rec.failed(message(err));
+      rec.failed(message(ctx.signal.aborted ? ctx.signal.reason : err));
       throw err;
     }
-    rec.done(judged.ranking, judged.scores, judged.calls);
-    await rec.publish();
+    if (judged.calls > 0 && judged.real === 0) {
+      const err = new JudgeFailedError(
+        "tournament",
+        `none of its ${judged.calls} judge calls gave a verdict; ties invented for every one rank nothing`,
+      );
+      rec.failed(err.message);
+      throw err;
+    }
+    rec.done(judged.ranking, judged.scores, judged.calls, judged.real);
+    spool.nudge();
     return loadTournament(db, rec.id) as Tournament;
   }
 
   return {
     rank: unary(async (request, ctx) => {
-      checkCount(request.candidates.length, "candidates", config);
+      const requestedBy = authorize(request.options, ctx);
+      checkQuestion(request.question, config);
+      checkCandidates(request.candidates, config);
       const options = resolveOptions(request.options, request.candidates.length, config);
       const modelId =
         options.judge === "tests"
           ? null
           : await deps.node.modelId(ctx.signal, config.tournament.judgeTimeoutMs);
-      const rec = new TournamentRecorder(db, deps.bus, ctx.logger, randomUUID());
+      const rec = new TournamentRecorder(db, randomUUID());
       rec.start({
         id: rec.id,
         question: request.question,
@@ -204,21 +293,24 @@ export function verifierServer(deps: VerifierDeps): VerifierServer {
         seed: options.seed,
         state: "judging",
         modelId,
+        requestedBy,
       });
-      const tournament = await finish(rec, () =>
-        judgeCandidates(deps, request.question, request.candidates, options, ctx, (c, i) =>
-          rec.comparison(c, i),
+      const tournament = await finish(rec, ctx, () =>
+        judgeCandidates(judgeDeps, request.question, request.candidates, options, ctx, (c, i, invented) =>
+          rec.comparison(c, i, invented),
         ),
       );
       return { tournament };
     }),
 
     solve: serverStream(async function* (request: SolveRequest, ctx: CallContext) {
-      if (request.question === "") throw new InvalidArgumentError("question", "must not be empty");
+      const requestedBy = authorize(request.options, ctx);
+      checkQuestion(request.question, config);
       checkCount(request.n, "n", config);
       const options = resolveOptions(request.options, request.n, config);
+      const seed = safeUint64("sampling.seed", request.sampling?.seed);
       const modelId = await deps.node.modelId(ctx.signal, config.tournament.judgeTimeoutMs);
-      const rec = new TournamentRecorder(db, deps.bus, ctx.logger, randomUUID());
+      const rec = new TournamentRecorder(db, randomUUID());
       rec.start({
         id: rec.id,
         question: request.question,
@@ -228,23 +320,24 @@ export function verifierServer(deps: VerifierDeps): VerifierServer {
         seed: options.seed,
         state: "sampling",
         modelId,
+        requestedBy,
       });
       const events = new Channel<SolveResponse>();
       const run = async (): Promise<void> => {
         let candidates: string[];
         try {
-          candidates = await sample(deps, rec.id, request, ctx, (index, text, stats) =>
+          candidates = await sample(deps, rec.id, request, seed, ctx, (index, text, stats) =>
             events.push({ event: { $case: "candidate", value: { index, text, stats } } }),
           );
         } catch (err) {
-          rec.failed(message(err));
+          rec.failed(message(ctx.signal.aborted ? ctx.signal.reason : err));
           throw err;
         }
         rec.judging(candidates, modelId);
-        const tournament = await finish(rec, () =>
-          judgeCandidates(deps, request.question, candidates, options, ctx, (c, i) => {
-            rec.comparison(c, i);
-            events.push({ event: { $case: "comparison", value: c } });
+        const tournament = await finish(rec, ctx, () =>
+          judgeCandidates(judgeDeps, request.question, candidates, options, ctx, (c, i, invented) => {
+            rec.comparison(c, i, invented);
+            events.push({ event: { $case: "comparison", value: { ...c, invented } } });
           }),
         );
         events.push({ event: { $case: "result", value: tournament } });
@@ -257,7 +350,7 @@ export function verifierServer(deps: VerifierDeps): VerifierServer {
     }),
 
     getTournament: unary(async (request) => {
-      if (request.tournamentId === "") throw new InvalidArgumentError("tournament_id", "must not be empty");
+      checkTournamentId(request.tournamentId);
       const tournament = loadTournament(db, request.tournamentId);
       if (tournament === undefined) throw new NotFoundError(`tournament ${request.tournamentId} not found`);
       return { tournament };
@@ -270,12 +363,13 @@ export function verifierServer(deps: VerifierDeps): VerifierServer {
  * prompt is in the node's KV cache) the others start with share_prefix_with pointing at it, so the prompt
  * is prefilled once. Each candidate is reported as it finishes. The first failure cancels the candidates
  * still running (a tournament needs all N, so their tokens would be wasted on the node) and is what the
- * caller sees.
+ * caller sees. A seeded request gives candidate i the seed + i.
  */
 async function sample(
   deps: VerifierDeps,
   id: string,
   request: SolveRequest,
+  seed: number | undefined,
   ctx: CallContext,
   onSampled: (index: number, text: string, stats: SpeculationStats | undefined) => void,
 ): Promise<string[]> {
@@ -293,7 +387,7 @@ async function sample(
   const one = async (i: number, share: string): Promise<void> => {
     let text = "";
     let stats: SpeculationStats | undefined;
-    const sampling = { ...base, ...(base.seed !== undefined ? { seed: base.seed + i } : {}) };
+    const sampling = { ...base, ...(seed !== undefined ? { seed: String(seed + i) } : {}) };
     try {
       for await (const chunk of deps.node.generate(
         {

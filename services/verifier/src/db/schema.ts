@@ -45,12 +45,19 @@ export const tournaments = sqliteTable(
     error: text("error"),
     /** The model that sampled and judged; null when Rank was given candidates and a non-model judge. */
     modelId: text("model_id"),
+    /** The authenticated identity that asked (its bearer token's); null when the call needed none. */
+    requestedBy: text("requested_by"),
+    /** Judge calls that gave a verdict; the rest failed and were counted as ties. Set when done. */
+    realVerdicts: integer("real_verdicts"),
+    /** UTF-8 bytes of the question and candidates, what retention's byte bound counts. */
+    sizeBytes: integer("size_bytes").notNull().default(0),
     createdAt: integer("created_at", { mode: "timestamp_ms" }).notNull().default(nowMs),
     finishedAt: integer("finished_at", { mode: "timestamp_ms" }),
   },
   (t) => [
     index("tournaments_created_idx").on(t.createdAt),
     index("tournaments_state_created_idx").on(t.state, t.createdAt),
+    index("tournaments_finished_idx").on(t.finishedAt),
     check("tournaments_judge_check", oneOf("judge", JUDGES)),
     check("tournaments_state_check", oneOf("state", TOURNAMENT_STATES)),
     check("tournaments_budget_check", sql`budget >= 0`),
@@ -77,10 +84,18 @@ export const comparisons = sqliteTable(
     pA: real("p_a").notNull(),
     phase: integer("phase").$type<ComparisonPhase>().notNull(),
     judgedAt: integer("judged_at", { mode: "timestamp_ms" }).notNull().default(nowMs),
+    /** The judge call failed and the failure policy counted a tie: no verdict, never published. */
+    invented: integer("invented", { mode: "boolean" }).notNull().default(false),
+    /** When the verdict reached the verdict stream; null until then (the store is the publish spool). */
+    publishedAt: integer("published_at", { mode: "timestamp_ms" }),
   },
   (t) => [
     primaryKey({ name: "comparisons_pk", columns: [t.tournamentId, t.idx] }),
     index("comparisons_judged_at_idx").on(t.judgedAt),
+    // The publish spool: verdicts not yet on the stream (real ones of done tournaments are sent).
+    index("comparisons_unpublished_idx")
+      .on(t.tournamentId, t.idx)
+      .where(sql`published_at is null and invented = 0`),
     check("comparisons_pair_check", sql`a >= 0 and b >= 0 and a <> b and idx >= 0`),
     check("comparisons_p_a_check", sql`p_a >= 0 and p_a <= 1`),
     check("comparisons_phase_check", oneOf("phase", COMPARISON_PHASES)),

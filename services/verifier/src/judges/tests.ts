@@ -1,8 +1,13 @@
 // The `tests` judge for code answers: each candidate runs against the request's test cases in the sandbox
 // (once per candidate, remembered), and a comparison is decided by the share of cases passed:
 // P(a better) = 0.5 + (passed_a - passed_b) / 2, so equal results are a tie and all-versus-none is certain.
+// A candidate's cases run one after another in one sandbox slot, under one deadline: their time limits plus
+// a start-up allowance per case. What the candidate does decides only its own cases: a crash, a timeout, too
+// much memory or output fails the case. What the verifier does not finish (its deadline, the caller's
+// cancel, a sandbox that did not start) is no verdict: the judge call fails and nothing is scored.
+import { DeadlineExceededError } from "@specloop/runtime";
+import type { Sandbox, SandboxLanguage } from "../sandbox/index.js";
 import type { PairJudge } from "../tournament/index.js";
-import { runSandboxed, type SandboxLanguage } from "./sandbox.js";
 
 export interface TestCaseSpec {
   name: string;
@@ -11,14 +16,17 @@ export interface TestCaseSpec {
 }
 
 export interface TestsJudgeContext {
+  sandbox: Sandbox;
   language: SandboxLanguage;
   cases: readonly TestCaseSpec[];
   candidates: readonly string[];
   timeLimitMs: number;
   memoryLimitMb: number;
-  python: string;
   signal: AbortSignal;
 }
+
+/** Time each run gets on top of its limit for bwrap and the interpreter to start. */
+export const START_ALLOWANCE_MS = 1_000;
 
 /** Output matches when equal after trailing whitespace is removed from every line and the end. */
 export function sameOutput(actual: string, expected: string): boolean {
@@ -31,23 +39,39 @@ export function sameOutput(actual: string, expected: string): boolean {
   return norm(actual) === norm(expected);
 }
 
-/** Share of the cases a candidate passes; a crash, a timeout or too much output fails the case. */
-export async function passRate(code: string, ctx: TestsJudgeContext): Promise<number> {
-  let passed = 0;
-  for (const c of ctx.cases) {
-    const run = await runSandboxed({
-      language: ctx.language,
-      code,
-      stdin: c.stdin,
-      timeLimitMs: ctx.timeLimitMs,
-      memoryLimitMb: ctx.memoryLimitMb,
-      python: ctx.python,
-      signal: ctx.signal,
-    });
-    if (!run.timedOut && !run.truncated && run.exitCode === 0 && sameOutput(run.stdout, c.expectedStdout))
-      passed++;
-  }
-  return passed / ctx.cases.length;
+/** Share of the cases a candidate passes. */
+export async function passRate(index: number, ctx: TestsJudgeContext): Promise<number> {
+  const code = ctx.candidates[index] as string;
+  return ctx.sandbox.withSlot(ctx.signal, async () => {
+    // Counted once it holds a slot: waiting for one is bounded by the caller's deadline instead.
+    const budgetMs = ctx.cases.length * (ctx.timeLimitMs + START_ALLOWANCE_MS);
+    const deadline = AbortSignal.timeout(budgetMs);
+    const signal = AbortSignal.any([ctx.signal, deadline]);
+    let passed = 0;
+    for (const c of ctx.cases) {
+      try {
+        const run = await ctx.sandbox.run({
+          language: ctx.language,
+          code,
+          stdin: c.stdin,
+          timeLimitMs: ctx.timeLimitMs,
+          memoryLimitMb: ctx.memoryLimitMb,
+          signal,
+        });
+        if (run.outcome === "exited" && run.exitCode === 0 && sameOutput(run.stdout, c.expectedStdout))
+          passed++;
+      } catch (err) {
+        if (deadline.aborted && !ctx.signal.aborted) {
+          throw new DeadlineExceededError(
+            `tests judge: candidate ${index} did not finish its ${ctx.cases.length} cases within ${budgetMs} ms`,
+            { cause: err },
+          );
+        }
+        throw err;
+      }
+    }
+    return passed / ctx.cases.length;
+  });
 }
 
 export function testsJudge(ctx: TestsJudgeContext): PairJudge {
@@ -55,7 +79,9 @@ export function testsJudge(ctx: TestsJudgeContext): PairJudge {
   const rate = (i: number): Promise<number> => {
     let r = rates.get(i);
     if (r === undefined) {
-      r = passRate(ctx.candidates[i] as string, ctx);
+      r = passRate(i, ctx);
+      // A judge call that never awaits it (its pair failed first) must not leave an unhandled rejection.
+      r.catch(() => undefined);
       rates.set(i, r);
     }
     return r;

@@ -92,7 +92,10 @@ export enum JudgeFailurePolicy {
   JUDGE_FAILURE_POLICY_UNSPECIFIED = "JUDGE_FAILURE_POLICY_UNSPECIFIED",
   /** JUDGE_FAILURE_POLICY_FAIL - Fail the whole call (the default). */
   JUDGE_FAILURE_POLICY_FAIL = "JUDGE_FAILURE_POLICY_FAIL",
-  /** JUDGE_FAILURE_POLICY_TIE - Count the comparison as a tie (p = 0.5) and go on. */
+  /**
+   * JUDGE_FAILURE_POLICY_TIE - Count the comparison as a tie (p = 0.5, marked invented) and go on. Invented ties are never published
+   * as verdicts; a tournament whose every judge call failed fails.
+   */
   JUDGE_FAILURE_POLICY_TIE = "JUDGE_FAILURE_POLICY_TIE",
   UNRECOGNIZED = "UNRECOGNIZED",
 }
@@ -218,19 +221,34 @@ export interface TestCase {
   expectedStdout: string;
 }
 
-/** Settings of the `tests` judge. */
+/**
+ * Settings of the `tests` judge. Each candidate runs in a bubblewrap sandbox: no network, no host files, a
+ * 16 MiB /tmp [tests.tmpfsMb], a few processes [tests.maxProcesses], output up to 1 MiB
+ * [tests.maxOutputBytes]; everything it started ends with its run.
+ */
 export interface TestsJudgeOptions {
   /** "python" or "javascript". */
   language: string;
+  /**
+   * 1 to 64 cases [tests.maxCases], each at most 1 MiB of name, stdin and expected output together
+   * [tests.maxCaseBytes]. A candidate's cases run one after another, each under time_limit_ms.
+   */
   cases: TestCase[];
-  /** Per test case; 0 means the verifier's default. */
+  /**
+   * Wall time of one run; 0 means the verifier's default (2000) [tests.timeLimitMs], at most 10000
+   * [tests.maxTimeLimitMs].
+   */
   timeLimitMs: number;
+  /**
+   * Resident memory of a run's whole process tree; 0 means the default (256) [tests.memoryLimitMb]; at least
+   * 32 for python and 64 for javascript, at most 1024 [tests.maxMemoryLimitMb].
+   */
   memoryLimitMb: number;
 }
 
 export interface TournamentOptions {
   judge: Judge;
-  /** Maximum judge calls (each pairwise comparison in both orders counts as one); 0 means 3N. */
+  /** Maximum judge calls (each pairwise comparison in both orders counts as one); 0 means 3N; at most 1000000. */
   budget: number;
   /** At most 2^53 - 1 (a decimal string in TypeScript: a larger value is INVALID_ARGUMENT, not a decode error). */
   seed?: string | undefined;
@@ -245,6 +263,8 @@ export interface Comparison {
   pA: number;
   /** 1 = topology coverage, 2 = Swiss refinement. */
   phase: number;
+  /** The judge call failed and JUDGE_FAILURE_POLICY_TIE counted a tie: not a verdict, never published. */
+  invented: boolean;
 }
 
 export interface Tournament {
@@ -264,11 +284,16 @@ export interface Tournament {
   finishedAt?: Date | undefined;
   error: string;
   modelId: string;
+  /** Judge calls that gave a real verdict (for JUDGE_POINTWISE: scores); the rest of `budget` are invented ties. */
+  realVerdicts: number;
+  /** The authenticated identity that asked (its bearer token's); empty when the call needed no token. */
+  requestedBy: string;
 }
 
 export interface RankRequest {
+  /** Not empty; at most 65536 bytes [tournament.maxQuestionBytes]. */
   question: string;
-  /** At least one. */
+  /** 1 to 32 [tournament.maxCandidates], each at most 131072 bytes [tournament.maxCandidateBytes]. */
   candidates: string[];
   options?: TournamentOptions | undefined;
 }
@@ -278,8 +303,9 @@ export interface RankResponse {
 }
 
 export interface SolveRequest {
+  /** Not empty; at most 65536 bytes [tournament.maxQuestionBytes]. */
   question: string;
-  /** Candidates to sample, 1..the verifier's maximum. */
+  /** Candidates to sample, 1 to 32 [tournament.maxCandidates]. */
   n: number;
   maxTokens: number;
   sampling?: SamplingParams | undefined;
@@ -301,6 +327,7 @@ export interface SolveResponse {
 }
 
 export interface GetTournamentRequest {
+  /** Not empty; at most 64 characters. */
   tournamentId: string;
 }
 
@@ -699,7 +726,7 @@ export const TournamentOptions: MessageFns<TournamentOptions> = {
 };
 
 function createBaseComparison(): Comparison {
-  return { a: 0, b: 0, pA: 0, phase: 0 };
+  return { a: 0, b: 0, pA: 0, phase: 0, invented: false };
 }
 
 export const Comparison: MessageFns<Comparison> = {
@@ -715,6 +742,9 @@ export const Comparison: MessageFns<Comparison> = {
     }
     if (message.phase !== 0) {
       writer.uint32(32).uint32(message.phase);
+    }
+    if (message.invented !== false) {
+      writer.uint32(40).bool(message.invented);
     }
     return writer;
   },
@@ -764,6 +794,14 @@ export const Comparison: MessageFns<Comparison> = {
             message.phase = reader.uint32();
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.invented = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -782,6 +820,7 @@ export const Comparison: MessageFns<Comparison> = {
       b: isSet(object.b) ? globalThis.Number(object.b) : 0,
       pA: isSet(object.pA) ? globalThis.Number(object.pA) : isSet(object.p_a) ? globalThis.Number(object.p_a) : 0,
       phase: isSet(object.phase) ? globalThis.Number(object.phase) : 0,
+      invented: isSet(object.invented) ? globalThis.Boolean(object.invented) : false,
     };
   },
 
@@ -799,6 +838,9 @@ export const Comparison: MessageFns<Comparison> = {
     if (message.phase !== 0) {
       obj.phase = Math.round(message.phase);
     }
+    if (message.invented !== false) {
+      obj.invented = message.invented;
+    }
     return obj;
   },
 
@@ -811,6 +853,7 @@ export const Comparison: MessageFns<Comparison> = {
     message.b = object.b ?? 0;
     message.pA = object.pA ?? 0;
     message.phase = object.phase ?? 0;
+    message.invented = object.invented ?? false;
     return message;
   },
 };
@@ -831,6 +874,8 @@ function createBaseTournament(): Tournament {
     finishedAt: undefined,
     error: "",
     modelId: "",
+    realVerdicts: 0,
+    requestedBy: "",
   };
 }
 
@@ -885,6 +930,12 @@ export const Tournament: MessageFns<Tournament> = {
     }
     if (message.modelId !== "") {
       writer.uint32(114).string(message.modelId);
+    }
+    if (message.realVerdicts !== 0) {
+      writer.uint32(120).uint32(message.realVerdicts);
+    }
+    if (message.requestedBy !== "") {
+      writer.uint32(130).string(message.requestedBy);
     }
     return writer;
   },
@@ -1034,6 +1085,22 @@ export const Tournament: MessageFns<Tournament> = {
             message.modelId = reader.string();
             continue;
           }
+          case 15: {
+            if (tag !== 120) {
+              break;
+            }
+
+            message.realVerdicts = reader.uint32();
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.requestedBy = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1082,6 +1149,16 @@ export const Tournament: MessageFns<Tournament> = {
         : isSet(object.model_id)
         ? globalThis.String(object.model_id)
         : "",
+      realVerdicts: isSet(object.realVerdicts)
+        ? globalThis.Number(object.realVerdicts)
+        : isSet(object.real_verdicts)
+        ? globalThis.Number(object.real_verdicts)
+        : 0,
+      requestedBy: isSet(object.requestedBy)
+        ? globalThis.String(object.requestedBy)
+        : isSet(object.requested_by)
+        ? globalThis.String(object.requested_by)
+        : "",
     };
   },
 
@@ -1129,6 +1206,12 @@ export const Tournament: MessageFns<Tournament> = {
     if (message.modelId !== "") {
       obj.modelId = message.modelId;
     }
+    if (message.realVerdicts !== 0) {
+      obj.realVerdicts = Math.round(message.realVerdicts);
+    }
+    if (message.requestedBy !== "") {
+      obj.requestedBy = message.requestedBy;
+    }
     return obj;
   },
 
@@ -1151,6 +1234,8 @@ export const Tournament: MessageFns<Tournament> = {
     message.finishedAt = object.finishedAt ?? undefined;
     message.error = object.error ?? "";
     message.modelId = object.modelId ?? "";
+    message.realVerdicts = object.realVerdicts ?? 0;
+    message.requestedBy = object.requestedBy ?? "";
     return message;
   },
 };
@@ -2063,6 +2148,12 @@ export const PairwiseVerdict: MessageFns<PairwiseVerdict> = {
   },
 };
 
+/**
+ * Rank and Solve with JUDGE_TESTS run code: they need "authorization: Bearer <token>" metadata whose
+ * identity holds the verifier's "run-code" role (UNAUTHENTICATED without a known token, PERMISSION_DENIED
+ * without the role). Bad input is INVALID_ARGUMENT naming the field; the bounds below are the defaults of
+ * the verifier's config keys named in brackets.
+ */
 export type VerifierService = typeof VerifierService;
 export const VerifierService = {
   /** Ranks given candidates. */
