@@ -17,7 +17,7 @@ export DEBIAN_FRONTEND=noninteractive
 
 MIN_MESA_MAJOR=25
 BACKPORTS_PACKAGES=(nats-server libvulkan1 mesa-vulkan-drivers)
-STOCK_PACKAGES=(python3 make g++)
+STOCK_PACKAGES=(python3 make g++ bubblewrap)
 BACKPORTS_FILE=/etc/apt/sources.list.d/specloop-backports.sources
 
 log() { printf 'setup: %s\n' "$*" >&2; }
