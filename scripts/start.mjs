@@ -7,7 +7,8 @@
 //      SIGTERM drains the services, then stops NATS. If any process dies, everything is stopped.
 // Ports and paths can be changed through the usual SPECLOOP_* variables (see docs/ARCHITECTURE.md).
 import { spawn } from "node:child_process";
-import { mkdirSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { checkHealth } from "../cli/dist/index.js";
 
@@ -38,7 +39,10 @@ const SERVICES = [
     name: "verifier",
     grpcPort: 50053,
     metricsPort: 9463,
-    env: { SPECLOOP_STORE__PATH: join(dataDir, "verifier.sqlite") },
+    env: {
+      SPECLOOP_STORE__PATH: join(dataDir, "verifier.sqlite"),
+      SPECLOOP_SERVER__AUTH__TOKENS_FILE: join(dataDir, "verifier-tokens.yaml"),
+    },
   },
 ];
 
@@ -107,6 +111,13 @@ process.on("SIGINT", () => shutdown(0));
 process.on("SIGTERM", () => shutdown(0));
 
 mkdirSync(dataDir, { recursive: true });
+// The verifier's tests judge runs code and takes only calls with a token (run-code role): one is made once,
+// kept in the data dir (0600); send it as "authorization: Bearer <token>".
+const verifierTokens = join(dataDir, "verifier-tokens.yaml");
+if (!existsSync(verifierTokens)) {
+  const token = randomBytes(32).toString("base64url");
+  writeFileSync(verifierTokens, `- identity: local\n  roles: [run-code]\n  token: ${token}\n`, { mode: 0o600 });
+}
 if (externalNats === undefined) {
   const nats = launch(
     "nats",
@@ -123,7 +134,7 @@ if (externalNats === undefined) {
 
 for (const svc of SERVICES) {
   launch(svc.name, process.execPath, [join(root, "services", svc.name, "dist/main.js")], {
-    SPECLOOP_SERVER__HOST: process.env.SPECLOOP_SERVER__HOST ?? "0.0.0.0",
+    SPECLOOP_SERVER__HOST: process.env.SPECLOOP_SERVER__HOST ?? host,
     SPECLOOP_SERVER__GRPC_PORT: String(svc.grpcPort),
     SPECLOOP_SERVER__METRICS_PORT: String(svc.metricsPort),
     SPECLOOP_BUS__URLS: natsUrl,
@@ -153,4 +164,5 @@ for (const svc of SERVICES) {
     `  ${svc.name.padEnd(20)} grpc ${host}:${svc.grpcPort}  metrics http://${host}:${svc.metricsPort}/metrics`,
   );
 }
+console.log(`  the verifier's tests judge needs the token in ${verifierTokens}`);
 console.log("  try: npx specloop health --server 127.0.0.1:50051\nCtrl-C stops everything.\n");
