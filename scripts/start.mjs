@@ -116,7 +116,9 @@ mkdirSync(dataDir, { recursive: true });
 const verifierTokens = join(dataDir, "verifier-tokens.yaml");
 if (!existsSync(verifierTokens)) {
   const token = randomBytes(32).toString("base64url");
-  writeFileSync(verifierTokens, `- identity: local\n  roles: [run-code]\n  token: ${token}\n`, { mode: 0o600 });
+  writeFileSync(verifierTokens, `- identity: local\n  roles: [run-code]\n  token: ${token}\n`, {
+    mode: 0o600,
+  });
 }
 if (externalNats === undefined) {
   const nats = launch(
