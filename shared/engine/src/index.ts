@@ -146,6 +146,7 @@ export {
   f32Tensor,
   f32ToBf16Bits,
   f32ToF16Bits,
+  firstNonFiniteElement,
   type HostTensor,
   hostTensor,
   numel,

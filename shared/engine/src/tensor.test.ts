@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { bf16ToF32, f16ToF32, f32ToBf16Bits, f32ToF16Bits } from "./tensor.js";
+import {
+  bf16ToF32,
+  f16ToF32,
+  f32ToBf16Bits,
+  f32ToF16Bits,
+  firstNonFiniteElement,
+  hostTensor,
+} from "./tensor.js";
 
 const isNaNHalf = (bits: number) => (bits & 0x7c00) === 0x7c00 && (bits & 0x3ff) !== 0;
 
@@ -40,4 +47,19 @@ test("tensor - f32ToBf16Bits keeps every bf16 value, rounds to nearest even, kee
   // A NaN whose payload sits only in the low bits: rounding must not turn it into an infinity.
   const nan = new Float32Array(new Uint32Array([0x7f800001]).buffer)[0] as number;
   assert.ok(Number.isNaN(bf16ToF32(f32ToBf16Bits(nan))));
+});
+
+test("tensor - firstNonFiniteElement finds the first NaN or infinity in each dtype, at any byte offset", () => {
+  const values = Float32Array.of(1, -0, 65504, 2 ** -24, Number.NaN, Number.POSITIVE_INFINITY);
+  for (const dtype of ["f32", "f16", "bf16"] as const) {
+    const t = hostTensor([values.length], values, dtype);
+    assert.equal(firstNonFiniteElement(t), 4, dtype);
+    // The same bytes one byte into a larger buffer: safetensors does not align a tensor's data.
+    const shifted = new Uint8Array(t.data.byteLength + 1);
+    shifted.set(t.data, 1);
+    assert.equal(firstNonFiniteElement({ ...t, data: shifted.subarray(1) }), 4, `${dtype} unaligned`);
+    assert.equal(firstNonFiniteElement(hostTensor([4], values.subarray(0, 4), dtype)), -1, `${dtype} finite`);
+    const inf = hostTensor([2], Float32Array.of(0, Number.NEGATIVE_INFINITY), dtype);
+    assert.equal(firstNonFiniteElement(inf), 1, `${dtype} -inf`);
+  }
 });

@@ -77,6 +77,28 @@ export function f16ToF32(bits: number): number {
   return sign * (1 + frac / 1024) * 2 ** (exp - 15);
 }
 
+/**
+ * Index of the first NaN or infinity among a host tensor's elements, or -1. One pass over the bits, nothing
+ * widened: an all-ones exponent field is what makes a value non-finite in each dtype. The bytes are read
+ * through a typed array, copied first only when they are not aligned (safetensors does not align a tensor's
+ * data); typed arrays read in the platform's byte order, little-endian wherever the engine runs (the cpu
+ * backend's wasm memory is little-endian too).
+ */
+export function firstNonFiniteElement(t: HostTensor): number {
+  const n = numel(t.shape);
+  const bytes = DTYPE_BYTES[t.dtype];
+  const src = t.data.byteOffset % bytes === 0 ? t.data : t.data.slice();
+  if (t.dtype === "f32") {
+    const bits = new Uint32Array(src.buffer, src.byteOffset, n);
+    for (let i = 0; i < n; i++) if (((bits[i] as number) & 0x7f800000) === 0x7f800000) return i;
+    return -1;
+  }
+  const exponent = t.dtype === "bf16" ? 0x7f80 : 0x7c00;
+  const bits = new Uint16Array(src.buffer, src.byteOffset, n);
+  for (let i = 0; i < n; i++) if (((bits[i] as number) & exponent) === exponent) return i;
+  return -1;
+}
+
 /** Widens any host tensor to f32 (a copy). */
 export function toFloat32(t: HostTensor): Float32Array {
   const n = numel(t.shape);

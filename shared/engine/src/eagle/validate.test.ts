@@ -5,7 +5,7 @@ import { test } from "node:test";
 import { SpeculatorBlobError } from "../errors.js";
 import { encodeSafetensors, parseSafetensors } from "../loader/safetensors.js";
 import { type ModelConfig, parseModelConfig } from "../model/config.js";
-import type { HostTensor } from "../tensor.js";
+import { type HostTensor, hostTensor, toFloat32 } from "../tensor.js";
 import {
   EAGLE_ARCHITECTURE,
   eagleConfigFor,
@@ -212,3 +212,36 @@ function rewriteHeader(blob: Uint8Array, edit: (header: Record<string, unknown>)
   out.set(data, 8 + padded);
   return out;
 }
+
+test("eagle validate - a head with a NaN or infinite weight is refused, naming the tensor and element", () => {
+  // The sha256 and size match the manifest: the blob is intact, its weights are not (hardening, item 10).
+  for (const dtype of ["f32", "f16", "bf16"] as const) {
+    for (const bad of [Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY]) {
+      const config = eagleConfigFor(TARGET, {});
+      const tensors = randomEagleTensors(config, 7, dtype);
+      const fc = tensors.get("fc.weight") as HostTensor;
+      const values = toFloat32(fc);
+      values[37] = bad;
+      tensors.set("fc.weight", hostTensor(fc.shape, values, dtype));
+      const blob = encodeSafetensors(tensors, eagleMetadata(config));
+      const manifest = {
+        architecture: EAGLE_ARCHITECTURE,
+        sha256: sha256Hex(blob),
+        sizeBytes: blob.byteLength,
+      };
+      refused(
+        () => validateSpeculatorBlob(blob, TARGET, manifest),
+        "fc.weight",
+        new RegExp(`element 37 is ${bad}: a head with NaN or infinite weights is refused`),
+      );
+    }
+  }
+  // Finite extremes stay valid: the largest finite half, subnormals and negative zero.
+  const config = eagleConfigFor(TARGET, {});
+  const tensors = randomEagleTensors(config, 7, "f16");
+  const fc = tensors.get("fc.weight") as HostTensor;
+  const values = toFloat32(fc);
+  values.set([65504, -65504, 2 ** -24, -0], 0);
+  tensors.set("fc.weight", hostTensor(fc.shape, values, "f16"));
+  validateSpeculatorBlob(encodeSafetensors(tensors, eagleMetadata(config)), TARGET);
+});

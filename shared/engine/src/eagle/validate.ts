@@ -1,12 +1,16 @@
 // Checks a speculator blob before a node swaps it in: the sha256 the manifest announced, the safetensors
 // structure, the architecture and config, that the head fits the target (hidden size, vocabulary of the
-// shared lm_head, feature layers), and every tensor present with its shape and a supported dtype, and
-// nothing else. Each refusal is a SpeculatorBlobError naming what is wrong.
+// shared lm_head, feature layers), every tensor present with its shape and a supported dtype, and nothing
+// else, and every weight finite. Each refusal is a SpeculatorBlobError naming what is wrong.
+//
+// Why finite: verification stays exact for greedy requests whatever the head proposes, but a NaN weight
+// gives NaN draft probabilities, and sampled verification's residual max(p - q, 0) is then NaN: a blob whose
+// sha256 matched its manifest but whose tensors held NaN moved P(first token = EOS) from 0.355 to 0.595.
 import { createHash } from "node:crypto";
 import { ModelFileError, SpeculatorBlobError } from "../errors.js";
 import { parseSafetensors } from "../loader/safetensors.js";
 import type { ModelConfig } from "../model/config.js";
-import type { HostTensor } from "../tensor.js";
+import { DTYPE_BYTES, firstNonFiniteElement, type HostTensor, toFloat32 } from "../tensor.js";
 import { checkFitsTarget, type EagleConfig, expectedEagleTensors, parseEagleConfig } from "./config.js";
 
 /**
@@ -98,7 +102,22 @@ export function validateSpeculatorBlob(
       );
     }
   }
+  for (const [name, t] of tensors) {
+    const at = firstNonFiniteElement(t);
+    if (at >= 0) {
+      throw new SpeculatorBlobError(
+        name,
+        `element ${at} is ${valueAt(t, at)}: a head with NaN or infinite weights is refused`,
+      );
+    }
+  }
   return { config, tensors, metadata, sha256 };
+}
+
+/** Element i of t as a number (for messages). */
+function valueAt(t: HostTensor, i: number): number {
+  const b = DTYPE_BYTES[t.dtype];
+  return toFloat32({ dtype: t.dtype, shape: [1], data: t.data.subarray(i * b, (i + 1) * b) })[0] as number;
 }
 
 function checkManifest(
