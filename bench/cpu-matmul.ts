@@ -10,7 +10,7 @@ import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { availableParallelism, cpus } from "node:os";
 import { createCpuBackend } from "../shared/engine/src/backends/cpu/backend.js";
-import { MatmulPool } from "../shared/engine/src/backends/cpu/pool.js";
+import { KernelPool } from "../shared/engine/src/backends/cpu/pool.js";
 import { DTYPE_CODE, kernelModule, sharedMemory, WasmHeap } from "../shared/engine/src/backends/cpu/wasm.js";
 import { generate } from "../shared/engine/src/generate.js";
 import { loadModelDir } from "../shared/engine/src/loader/hf-model.js";
@@ -43,7 +43,7 @@ function fill(heap: WasmHeap, ptr: number, bytes: number): void {
 }
 
 interface Setup {
-  pool: MatmulPool;
+  pool: KernelPool;
   weights: number[];
   x: number;
   /** Room for x interleaved (pool.ts, Job.xv). */
@@ -65,7 +65,7 @@ async function setup(threads: number, spin: number, minSplitWork: number): Promi
   const xv = heap.alloc(16 * 768 * 4);
   const out = heap.alloc(16 * 8192 * 4);
   return {
-    pool: await MatmulPool.create(module, memory, { threads, spin, minSplitWork }),
+    pool: await KernelPool.create(module, memory, { threads, spin, minSplitWork }),
     weights,
     x,
     xv,

@@ -122,7 +122,7 @@ export function attention(
 }
 
 /**
- * Chunk c of `chunks` of an attention job (the pool's ATTENTION mode, matmul.ts): the (row, head) pairs
+ * Chunk c of `chunks` of an attention job (the pool's MODE_ATTENTION, jobs.ts): the (row, head) pairs
  * [rows * heads * c / chunks, rows * heads * (c + 1) / chunks), row by row. offsets i32 [rows + 1]: row r
  * sees slots[offsets[r] .. offsets[r + 1]); scores: `chunks` scratch regions of `longest` f32 each.
  */

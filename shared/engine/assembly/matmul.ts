@@ -1,6 +1,4 @@
-import { attentionChunk } from "./attention";
-import { siluMulRow } from "./elementwise";
-import { topkRows } from "./topk";
+import { DTYPE_BF16, DTYPE_F16, DTYPE_F32 } from "../src/backends/cpu/kernel-abi";
 
 // AssemblyScript, compiled to WebAssembly SIMD by `npm run asbuild -w @specloop/engine` (twice: plain SIMD,
 // and with relaxed SIMD for fused multiply-add). y[n, m] = x[n, k] · W[m, k]ᵀ (+ bias[m]) for output columns
@@ -17,17 +15,17 @@ import { topkRows } from "./topk";
 //   1 x 2 for the rest of the positions.
 // - 2-byte weights are split into even and odd weights rather than low and high halves (wLo/wHi below):
 //   one shift or mask per 4 weights instead of an extend and a shift, against one reordered copy of x per
-//   call (interleave()). On one thread of the development machine (bench/results/cpu-matmul.md), bf16
-//   n = 1 went from 18 to 22 GFLOP/s (gate/up [768, 384]: 32.3 to 26.9 us); n >= 4 stays at 33-37, the
-//   multiply and add ports' limit without FMA.
+//   call (interleave()): faster at n = 1, the same at n >= 4, which the multiply and add ports bound
+//   (bench/results/cpu-matmul.md, "even/odd bf16").
 // - Row blocks are the outer loop, positions the inner: a block's weights (R rows) stay in L1 while every
 //   position passes over them, so W is read from memory once per call whatever n is.
 // - The memory is JS-managed (no allocator here, runtime stub): every pointer is a byte offset given by
 //   the host. Loads are unaligned v128 loads, which wasm allows at full speed on x64 and arm64.
 
-const F32: i32 = 0;
-const F16: i32 = 1;
-const BF16: i32 = 2;
+// The weights' dtype codes, shared with the host (src/backends/cpu/kernel-abi.ts).
+const F32 = DTYPE_F32;
+const F16 = DTYPE_F16;
+const BF16 = DTYPE_BF16;
 
 // a * b + c: fused (one rounding) where relaxed SIMD is compiled in, else a multiply then an add.
 // @ts-ignore: decorator
@@ -242,142 +240,3 @@ export function matmul(
   else if (dt === F16) run(F16, x, xv, w, bias, out, n, k, m, j0, j1);
   else run(F32, x, x, w, bias, out, n, k, m, j0, j1);
 }
-
-// Jobs: one pool hand-off per fused op. The host writes a job's arguments as i32 slots (layout below) into
-// the control block; the job's output columns are cut into `chunks` pieces (multiples of 4 columns, here,
-// not in each caller, so no two threads can disagree on one), and threads claim chunks one at a time
-// (job() below) until none are left: a thread the OS has not scheduled yet simply takes none, and the
-// others do its part, where fixed shares made every product wait for it.
-//   0 mode, 1 x, 2 n, 3 k, 4 dtype, 5 chunks, 6 segments, 7 xv (interleave(x), for 2-byte weights),
-//   then per segment s at 8 + 5s: w, bias, out, m, aux.
-// LINEAR: the segments are independent products of the same x (q, k, v), their output columns laid end
-//   to end and cut in multiples of 4 (the n = 1 row tile), so narrow k/v projections are not each split
-//   into slivers.
-// SILU_MUL: segment 0 is gate (out: a scratch), segment 1 is up (out: the result); a chunk computes both
-//   products for the same columns, then silu(gate) * up over them while they are still in cache.
-// ADD: one segment; aux is the residual [n, m]: out = residual + product (+ bias), as add(residual, y).
-// TOPK: not a product: softmax + top-k partials of x [n, k] (topk.ts, topkRows) with slot 4 the number of
-//   values kept per row and slot 7 the records' address; the columns are split, not the rows.
-const LINEAR: i32 = 0;
-const SILU_MUL: i32 = 1;
-const ADD: i32 = 2;
-const TOPK: i32 = 3;
-// ATTENTION: not a product: attention of x (q) [n rows] over the KV cache (attention.ts, attentionChunk), the
-//   (row, head) pairs cut into the chunks; slots 3 heads, 4 group, 6 head dim, 7 scores, then 8 k, 9 v,
-//   10 slots, 11 offsets, 12 out, 13 width, 14 scale (f32 bits), 15 longest.
-const ATTENTION: i32 = 4;
-
-// @ts-ignore: decorator
-@inline function slot(args: usize, i: i32): i32 {
-  return load<i32>(args + (<usize>i << 2));
-}
-
-// @ts-ignore: decorator
-@inline function segment(args: usize, s: i32, f: i32): i32 {
-  return slot(args, 8 + s * 5 + f);
-}
-
-/** Columns [lo, hi) of `total` for chunk t of `chunks`, in whole 4-column tiles. */
-// @ts-ignore: decorator
-@inline function shareLo(total: i32, chunks: i32, t: i32): i32 {
-  const per = ((total + chunks * 4 - 1) / (chunks * 4)) * 4;
-  return min(total, t * per);
-}
-
-/**
- * Claims chunks of the job at args until none are left, and runs them. claim (i32) holds the job's tag in
- * its high 16 bits and the next unclaimed chunk in its low 16 (0xffff: none, while the host rewrites the
- * arguments); done (i32) counts finished chunks. A claim is a compare-exchange of claim from (tag, c) to
- * (tag, c + 1): it fails for a thread that read a finished job's value, so a late thread never runs a
- * chunk of arguments being rewritten, and the arguments cannot change while a claimed chunk runs (the host
- * waits for done = chunks first). Returns 1 if this call finished the job's last chunk (the caller
- * wakes the host), else 0.
- */
-export function job(args: usize, claim: usize, done: usize): i32 {
-  let last = 0;
-  for (;;) {
-    const cur = atomic.load<i32>(claim);
-    if ((cur & 0xffff) >= atomic.load<i32>(args, 5 << 2)) break;
-    if (atomic.cmpxchg<i32>(claim, cur, cur + 1) !== cur) continue;
-    runChunk(args, cur & 0xffff);
-    if (atomic.add<i32>(done, 1) + 1 === slot(args, 5)) last = 1;
-  }
-  return last;
-}
-
-/** Every chunk of the job at args on the calling thread (a job not handed to the workers). */
-export function jobAll(args: usize): void {
-  const chunks = slot(args, 5);
-  for (let c = 0; c < chunks; c++) runChunk(args, c);
-}
-
-function runChunk(args: usize, t: i32): void {
-  const mode = slot(args, 0);
-  const x = <usize>slot(args, 1);
-  const n = slot(args, 2);
-  const k = slot(args, 3);
-  const dt = slot(args, 4);
-  const threads = slot(args, 5);
-  if (mode === TOPK) {
-    topkRows(x, n, k, dt, threads, t, <usize>slot(args, 7));
-    return;
-  }
-  if (mode === ATTENTION) {
-    attentionChunk(
-      x, <usize>slot(args, 8), <usize>slot(args, 9), <usize>slot(args, 10), <usize>slot(args, 11),
-      <usize>slot(args, 12), n, k, dt, slot(args, 6), slot(args, 13), reinterpret<f32>(slot(args, 14)),
-      <usize>slot(args, 7), slot(args, 15), threads, t,
-    );
-    return;
-  }
-  const segments = slot(args, 6);
-  const xv = <usize>slot(args, 7);
-  let total = 0;
-  for (let s = 0; s < segments; s++) total += mode === LINEAR ? segment(args, s, 3) : 0;
-  if (mode !== LINEAR) total = segment(args, 0, 3);
-  const lo = shareLo(total, threads, t);
-  const hi = shareLo(total, threads, t + 1);
-  if (hi <= lo) return;
-  if (mode === LINEAR) {
-    let base = 0;
-    for (let s = 0; s < segments; s++) {
-      const m = segment(args, s, 3);
-      const j0 = max(lo - base, 0);
-      const j1 = min(hi - base, m);
-      if (j1 > j0) {
-        const w = <usize>segment(args, s, 0), bias = <usize>segment(args, s, 1), out = <usize>segment(args, s, 2);
-        matmul(x, xv, w, bias, out, n, k, m, j0, j1, dt);
-      }
-      base += m;
-    }
-    return;
-  }
-  const m = total;
-  const out = <usize>segment(args, 0, 2);
-  matmul(x, xv, <usize>segment(args, 0, 0), <usize>segment(args, 0, 1), out, n, k, m, lo, hi, dt);
-  if (mode === ADD) {
-    // Residual added after the product (and bias), in that order: add(residual, matmul(x, w, bias)).
-    const res = <usize>segment(args, 0, 4);
-    for (let r = 0; r < n; r++) {
-      const row = <usize>r * <usize>m;
-      for (let j = lo; j < hi; j++) {
-        const p = (row + <usize>j) << 2;
-        store<f32>(out + p, load<f32>(res + p) + load<f32>(out + p));
-      }
-    }
-    return;
-  }
-  if (mode === SILU_MUL) {
-    const up = <usize>segment(args, 1, 2);
-    matmul(x, xv, <usize>segment(args, 1, 0), <usize>segment(args, 1, 1), up, n, k, m, lo, hi, dt);
-    // silu(g) * u = g / (1 + e^-g) * u, four columns at a time with the f32x4 exp (elementwise.ts): f64
-    // Math.exp per value cost 15 ns, 12 us a token on tiny-code and a tenth of a 4-token verification pass.
-    for (let r = 0; r < n; r++) siluMulRow(out, up, up, (<usize>r * <usize>m + <usize>lo) << 2, hi - lo);
-  }
-}
-
-// The other kernels of the cpu backend share this module (one module, one instance per thread).
-export { attention, attentionChunk } from "./attention";
-export { add, rmsNorm, rope, siluMul } from "./elementwise";
-export { argmaxRows, topkMerge, topkRows } from "./topk";
-export { probeCopy, probeMadd, probeSum } from "./probe";

@@ -12,7 +12,14 @@
 // lanes: the error of the log-sum-exp is of the order of its own f32 rounding (about 1e-7 relative), and one
 // row of 8192 columns costs a few microseconds where f64 Math.exp per column costs about 100.
 //
-// Record layout, `stride` = 16 + 8k bytes: 0 m f32, 4 count i32, 8 s f64, 16.. count pairs (value f32, id i32).
+// Record layout, `stride` = 16 + 8k bytes: 0 m f32, 4 count i32, 8 s f64, 16.. count pairs (value f32, id i32)
+// (the host allocates the records: the header and pair sizes are src/backends/cpu/kernel-abi.ts's).
+import { TOPK_PAIR_BYTES, TOPK_RECORD_HEADER } from "../src/backends/cpu/kernel-abi";
+
+// @ts-ignore: decorator
+@inline function recordStride(k: i32): usize {
+  return <usize>TOPK_RECORD_HEADER + <usize>k * <usize>TOPK_PAIR_BYTES;
+}
 
 // @ts-ignore: decorator
 @inline function better(va: f32, ia: i32, vb: f32, ib: i32): bool {
@@ -86,7 +93,7 @@ function siftDown(h: usize, size: i32, v: f32, id: i32): void {
 
 /** One row's columns [c0, c1) into the record at rec (layout above). */
 function partial(row: usize, c0: i32, c1: i32, k: i32, rec: usize): void {
-  const h = rec + 16;
+  const h = rec + TOPK_RECORD_HEADER;
   const lim = min(k, max(c1 - c0, 0));
   let m: f32 = -Infinity;
   let c = c0;
@@ -163,7 +170,7 @@ function partial(row: usize, c0: i32, c1: i32, k: i32, rec: usize): void {
  * A thread whose share is empty still writes an empty record (count 0, m = -inf, s = 0).
  */
 export function topkRows(x: usize, rows: i32, cols: i32, k: i32, threads: i32, t: i32, part: usize): void {
-  const stride: usize = 16 + (<usize>k << 3);
+  const stride = recordStride(k);
   const c0 = shareLo(cols, threads, t);
   const c1 = shareLo(cols, threads, t + 1);
   for (let r = 0; r < rows; r++) {
@@ -179,7 +186,7 @@ export function topkRows(x: usize, rows: i32, cols: i32, k: i32, threads: i32, t
 export function topkMerge(
   part: usize, rows: i32, k: i32, parts: i32, ids: usize, values: usize, lse: usize, heap: usize,
 ): void {
-  const stride: usize = 16 + (<usize>k << 3);
+  const stride = recordStride(k);
   for (let r = 0; r < rows; r++) {
     const first = part + (<usize>(r * parts)) * stride;
     let big: f64 = -Infinity;
@@ -194,7 +201,7 @@ export function topkMerge(
       const count = load<i32>(rec, 4);
       if (count === 0) continue;
       sum += load<f64>(rec, 8) * Math.exp(<f64>load<f32>(rec) - big);
-      const h = rec + 16;
+      const h = rec + TOPK_RECORD_HEADER;
       for (let i = 0; i < count; i++) {
         const v = pv(h, i);
         const id = pid(h, i);

@@ -34,9 +34,9 @@ import {
 import { checkTopK } from "../reference/topk.js";
 import { Activations, type CpuActivation, cpuAct } from "./activation.js";
 import { BatchUploads, CpuBatch, cpuBatch } from "./batch.js";
-import { MODE_ADD, MODE_LINEAR, MODE_SILU_MUL } from "./control.js";
+import { MODE_ADD, MODE_LINEAR, MODE_SILU_MUL, TOPK_PAIR_BYTES, TOPK_RECORD_HEADER } from "./kernel-abi.js";
 import { CpuKvStorage } from "./kv.js";
-import { type JobSegment, MatmulPool } from "./pool.js";
+import { type JobSegment, KernelPool } from "./pool.js";
 import { DTYPE_CODE, kernelModule, Scratch, sharedMemory, WasmHeap } from "./wasm.js";
 
 export interface CpuBackendOptions {
@@ -84,7 +84,7 @@ export class CpuVector implements Weight {
 export async function createCpuBackend(options: CpuBackendOptions = {}): Promise<CpuBackend> {
   const { module, relaxed } = kernelModule();
   const memory = sharedMemory();
-  const pool = await MatmulPool.create(module, memory, {
+  const pool = await KernelPool.create(module, memory, {
     threads: Math.max(1, Math.floor(options.threads ?? availableParallelism())),
     spin: options.spin ?? DEFAULT_SPIN,
     minSplitWork: options.minSplitWork ?? 32768,
@@ -105,7 +105,7 @@ export class CpuBackend implements Backend {
 
   constructor(
     private readonly heap: WasmHeap,
-    private readonly pool: MatmulPool,
+    private readonly pool: KernelPool,
     /** Whether the kernel runs relaxed-SIMD fused multiply-add (else multiply then add). */
     readonly fma: boolean,
     private readonly minTopKSplit = TOPK_SPLIT,
@@ -474,10 +474,10 @@ export class CpuBackend implements Backend {
     checkTopK(k, a.cols);
     const { rows, cols } = a;
     const chunks = this.pool.topKChunks(rows, cols, rows * cols >= this.minTopKSplit);
-    const stride = 16 + 8 * k;
-    // The records (f64 inside: 8-byte aligned), the merge's heap, ids, values, logSumExp.
+    const stride = TOPK_RECORD_HEADER + TOPK_PAIR_BYTES * k;
+    // The records (f64 inside: 8-byte aligned), the merge's heap of k pairs, ids, values, logSumExp.
     const heapAt = rows * chunks * stride;
-    const idsAt = heapAt + 8 * k;
+    const idsAt = heapAt + TOPK_PAIR_BYTES * k;
     const valuesAt = idsAt + rows * k * 4;
     const lseAt = valuesAt + rows * k * 4;
     const base = this.opScratch.at(lseAt + rows * 4);

@@ -1,25 +1,19 @@
 // Worker threads over one shared WebAssembly.Memory, each running the same kernel module. A job's output
 // columns are cut into chunks, and every thread, the main one included, claims chunks until none are left
-// (control.ts, and job() in assembly/matmul.ts): `threads` counts every core used, and a thread that is
+// (control.ts, and job() in assembly/jobs.ts): `threads` counts every core used, and a thread that is
 // not running when a job comes (asleep, or descheduled because another process holds its core) takes no
 // chunk instead of holding the job up. Products too small to pay for a hand-off run on the main thread.
 //
-// Why chunks rather than one fixed share per thread: with fixed shares, the main thread finished its
-// share and then waited for the workers'. On the 2-core development machine, shared with other sessions,
-// another process on one core made every product wait for a descheduled worker: tiny-code decode fell from
-// about 1000 tokens/s to 120-140 on 2 threads, a fifth of the 1-thread speed. Chunks are balanced for the
-// threads when they all run (a multiple of `threads`, about CHUNK_WORK multiply-adds each).
+// Why chunks rather than one fixed share per thread: with fixed shares, the main thread finished its share
+// and then waited for the workers', and another process on one core made every product wait for a
+// descheduled worker. Chunks are balanced for the threads when they all run (a multiple of `threads`, about
+// CHUNK_WORK multiply-adds each).
 //
-// Synchronisation: a waiting thread polls Atomics.load (the backend's default, DEFAULT_SPIN: 2000 polls,
-// about 12 us at the ~6 ns a poll takes here, the gaps between a decode step's jobs) before it sleeps in
-// Atomics.wait. Measured (bench/cpu-decode.ts, tiny-code decode on both cores of the 2-core development
-// machine, tokens/s; bench/results/cpu-decode.md): idle, 20000 polls 964-1169, 5000 1132-1175, 2000
-// 1027-1086, 0 (sleep at once) 591; with another process on one core, 20000 436-486, 5000 592, 2000 785, 0
-// 547 (1 thread: 552). Sleeping at once loses the worker for every job (its wake-up, ~60 us, outlasts most
-// decode-sized products, which the main thread then does alone); spinning long keeps it from yielding
-// when it shares a core, and a worker descheduled while it holds a chunk stalls the job. Before chunks,
-// with fixed shares, the same machine gave 20000 polls 331-369 and 0 polls 202: a sleeping worker then held
-// up every product.
+// Synchronisation: a waiting thread polls Atomics.load (DEFAULT_SPIN: 2000 polls, about 12 us, the gaps
+// between a decode step's jobs) before it sleeps in Atomics.wait. Sleeping at once loses the worker for
+// every job (its wake-up outlasts most decode-sized products, which the main thread then does alone);
+// spinning long keeps it from yielding when it shares a core, and a worker descheduled while it holds a
+// chunk stalls the job. The measurements: bench/results/cpu-decode.md, "Synchronisation: spin before sleeping".
 import { Worker } from "node:worker_threads";
 import {
   ARGS,
@@ -30,26 +24,52 @@ import {
   control,
   DONE,
   DONE_BYTE_OFFSET,
-  JOB_AUX,
   JOB_BYTE_OFFSET,
+  SEQ,
+  STOP,
+  type WorkerInit,
+  waitWhile,
+} from "./control.js";
+import {
+  ATT_GROUP,
+  ATT_HEAD_DIM,
+  ATT_HEADS,
+  ATT_K,
+  ATT_LONGEST,
+  ATT_OFFSETS,
+  ATT_OUT,
+  ATT_SCALE,
+  ATT_SCORES,
+  ATT_SLOTS,
+  ATT_V,
+  ATT_WIDTH,
+  DTYPE_F32,
+  JOB_AUX,
   JOB_CHUNKS,
+  JOB_DTYPE,
   JOB_FIXED,
+  JOB_K,
+  JOB_MODE,
+  JOB_N,
   JOB_SEGMENT,
+  JOB_SEGMENTS,
+  JOB_X,
   MAX_SEGMENTS,
   MODE_ATTENTION,
   MODE_LINEAR,
   MODE_SILU_MUL,
   MODE_TOPK,
   NO_CHUNK,
-  SEQ,
-  STOP,
-  type WorkerInit,
-  waitWhile,
-} from "./control.js";
-import { DTYPE_CODE, instantiate, type Kernels, type WasmMemory, type WasmModule } from "./wasm.js";
+  SEG_AUX,
+  SEG_BIAS,
+  SEG_M,
+  SEG_OUT,
+  SEG_W,
+  TAG_SHIFT,
+  TOPK_K,
+} from "./kernel-abi.js";
+import { instantiate, type Kernels, type WasmMemory, type WasmModule } from "./wasm.js";
 import { WORKER_SOURCE } from "./worker.js";
-
-const DTYPE_F32 = DTYPE_CODE.f32;
 
 /** Multiply-adds a product's chunk aims at (about 20 us on one core): small enough to rebalance, large enough that claims cost little. */
 export const CHUNK_WORK = 262144;
@@ -101,7 +121,7 @@ const f32Bits = new Float32Array(1);
 const i32Bits = new Int32Array(f32Bits.buffer);
 
 export interface Job {
-  /** MODE_LINEAR, MODE_SILU_MUL or MODE_ADD (control.ts; assembly/matmul.ts says what each does). */
+  /** MODE_LINEAR, MODE_SILU_MUL or MODE_ADD (kernel-abi.ts; assembly/jobs.ts says what each does). */
   mode: number;
   x: number;
   /**
@@ -115,7 +135,12 @@ export interface Job {
   segments: readonly JobSegment[];
 }
 
-export class MatmulPool {
+/**
+ * The cpu backend's worker threads and the jobs it hands them: every kernel that is worth splitting across
+ * threads (the products with their fused epilogues, attention, softmax + top-k) runs as one job of the kernel
+ * module on all of them.
+ */
+export class KernelPool {
   private readonly ctl: Int32Array;
   private readonly workers: Worker[];
   private readonly local: Kernels;
@@ -134,9 +159,9 @@ export class MatmulPool {
     this.local = instantiate(module, memory);
   }
 
-  static async create(module: WasmModule, memory: WasmMemory, options: PoolOptions): Promise<MatmulPool> {
+  static async create(module: WasmModule, memory: WasmMemory, options: PoolOptions): Promise<KernelPool> {
     if (memory.buffer.byteLength < CONTROL_BYTE_OFFSET + CONTROL_SLOTS * 4)
-      throw new RangeError("MatmulPool: memory too small for the control block");
+      throw new RangeError("KernelPool: memory too small for the control block");
     // One pool per memory: its control block is this memory's. A destroyed pool's STOP is cleared here.
     Atomics.store(control(memory), STOP, 0);
     const workers: Worker[] = [];
@@ -156,7 +181,7 @@ export class MatmulPool {
           }),
       ),
     );
-    return new MatmulPool(memory, module, workers, options);
+    return new KernelPool(memory, module, workers, options);
   }
 
   get threads(): number {
@@ -201,13 +226,13 @@ export class MatmulPool {
     this.open();
     const ctl = this.ctl;
     const a = ARGS;
-    ctl[a] = job.mode;
-    ctl[a + 1] = job.x;
-    ctl[a + 2] = job.n;
-    ctl[a + 3] = job.k;
-    ctl[a + 4] = job.dtype;
+    ctl[a + JOB_MODE] = job.mode;
+    ctl[a + JOB_X] = job.x;
+    ctl[a + JOB_N] = job.n;
+    ctl[a + JOB_K] = job.k;
+    ctl[a + JOB_DTYPE] = job.dtype;
     ctl[a + JOB_CHUNKS] = chunks;
-    ctl[a + 6] = segments.length;
+    ctl[a + JOB_SEGMENTS] = segments.length;
     if (job.dtype !== DTYPE_F32) {
       if (job.xv === undefined) throw new RangeError("cpu backend: a 2-byte weight's job needs xv");
       this.local.interleave(job.x, job.xv, job.n, job.k);
@@ -216,11 +241,11 @@ export class MatmulPool {
     for (let i = 0; i < segments.length; i++) {
       const s = segments[i] as JobSegment;
       const o = a + JOB_FIXED + i * JOB_SEGMENT;
-      ctl[o] = s.w;
-      ctl[o + 1] = s.bias;
-      ctl[o + 2] = s.out;
-      ctl[o + 3] = s.m;
-      ctl[o + 4] = s.aux ?? 0;
+      ctl[o + SEG_W] = s.w;
+      ctl[o + SEG_BIAS] = s.bias;
+      ctl[o + SEG_OUT] = s.out;
+      ctl[o + SEG_M] = s.m;
+      ctl[o + SEG_AUX] = s.aux ?? 0;
     }
     this.dispatch(chunks, split);
   }
@@ -243,11 +268,11 @@ export class MatmulPool {
     this.open();
     const ctl = this.ctl;
     const a = ARGS;
-    ctl[a] = MODE_TOPK;
-    ctl[a + 1] = x;
-    ctl[a + 2] = rows;
-    ctl[a + 3] = cols;
-    ctl[a + 4] = k;
+    ctl[a + JOB_MODE] = MODE_TOPK;
+    ctl[a + JOB_X] = x;
+    ctl[a + JOB_N] = rows;
+    ctl[a + JOB_K] = cols;
+    ctl[a + TOPK_K] = k;
     ctl[a + JOB_CHUNKS] = chunks;
     ctl[a + JOB_AUX] = part;
     this.dispatch(chunks, chunks > 1);
@@ -273,23 +298,23 @@ export class MatmulPool {
     this.open();
     const ctl = this.ctl;
     const s = ARGS;
-    ctl[s] = MODE_ATTENTION;
-    ctl[s + 1] = a.q;
-    ctl[s + 2] = a.rows;
-    ctl[s + 3] = a.heads;
-    ctl[s + 4] = a.group;
+    ctl[s + JOB_MODE] = MODE_ATTENTION;
+    ctl[s + JOB_X] = a.q;
+    ctl[s + JOB_N] = a.rows;
+    ctl[s + ATT_HEADS] = a.heads;
+    ctl[s + ATT_GROUP] = a.group;
     ctl[s + JOB_CHUNKS] = chunks;
-    ctl[s + 6] = a.headDim;
-    ctl[s + 7] = a.scores;
-    ctl[s + 8] = a.k;
-    ctl[s + 9] = a.v;
-    ctl[s + 10] = a.slots;
-    ctl[s + 11] = a.offsets;
-    ctl[s + 12] = a.out;
-    ctl[s + 13] = a.width;
+    ctl[s + ATT_HEAD_DIM] = a.headDim;
+    ctl[s + ATT_SCORES] = a.scores;
+    ctl[s + ATT_K] = a.k;
+    ctl[s + ATT_V] = a.v;
+    ctl[s + ATT_SLOTS] = a.slots;
+    ctl[s + ATT_OFFSETS] = a.offsets;
+    ctl[s + ATT_OUT] = a.out;
+    ctl[s + ATT_WIDTH] = a.width;
     f32Bits[0] = a.scale;
-    ctl[s + 14] = i32Bits[0] as number;
-    ctl[s + 15] = a.longest;
+    ctl[s + ATT_SCALE] = i32Bits[0] as number;
+    ctl[s + ATT_LONGEST] = a.longest;
     this.dispatch(chunks, chunks > 1);
   }
 
@@ -304,7 +329,7 @@ export class MatmulPool {
   private open(): void {
     if (this.destroyed) throw new Error("cpu backend: used after destroy()");
     this.tag = (this.tag + 1) & 0x7fff;
-    Atomics.store(this.ctl, CLAIM, (this.tag << 16) | NO_CHUNK);
+    Atomics.store(this.ctl, CLAIM, (this.tag << TAG_SHIFT) | NO_CHUNK);
   }
 
   /**
@@ -318,7 +343,7 @@ export class MatmulPool {
       return;
     }
     Atomics.store(ctl, DONE, 0);
-    Atomics.store(ctl, CLAIM, this.tag << 16);
+    Atomics.store(ctl, CLAIM, this.tag << TAG_SHIFT);
     Atomics.add(ctl, SEQ, 1);
     Atomics.notify(ctl, SEQ);
     if (this.local.job(JOB_BYTE_OFFSET, CLAIM_BYTE_OFFSET, DONE_BYTE_OFFSET) !== 0) return;

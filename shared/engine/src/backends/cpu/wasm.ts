@@ -1,9 +1,10 @@
-// The matmul kernel's WebAssembly module (built from shared/engine/assembly/ by `npm run build`, never
-// committed) and the one shared memory every thread runs it on. The memory is managed from here: a bump
+// The kernels' WebAssembly module (built from shared/engine/assembly/ by `npm run build`, never committed)
+// and the one shared memory every thread runs it on. The memory is managed from here: a bump
 // allocator for weights (loaded once, kept for the backend's life) above a 64 KiB floor that holds the
 // thread pool's control block; the module itself keeps nothing in memory (AssemblyScript's stub runtime).
 import { readFileSync } from "node:fs";
 import type { DType } from "../../tensor.js";
+import { DTYPE_BF16, DTYPE_F16, DTYPE_F32 } from "./kernel-abi.js";
 
 const PAGE = 65536;
 /** wasm32's whole address space: shared memories must declare a maximum, and weights may need most of it. */
@@ -11,8 +12,12 @@ const MAX_PAGES = 65536;
 /** Bytes below this hold the pool's control block; the kernel's operands live above. */
 export const HEAP_BASE = PAGE;
 
-/** The kernel's dtype codes (assembly/matmul.ts). */
-export const DTYPE_CODE: Readonly<Record<DType, number>> = { f32: 0, f16: 1, bf16: 2 };
+/** The kernels' dtype code of each weight dtype (kernel-abi.ts). */
+export const DTYPE_CODE: Readonly<Record<DType, number>> = {
+  f32: DTYPE_F32,
+  f16: DTYPE_F16,
+  bf16: DTYPE_BF16,
+};
 
 export type MatmulFn = (
   x: number,
@@ -133,9 +138,9 @@ function wasmFile(name: string): Buffer {
 /** The relaxed-SIMD build where this runtime validates it, else the plain SIMD build. */
 export function kernelModule(): KernelModule {
   if (cached) return cached;
-  const relaxed = wasmFile("matmul-relaxed.wasm");
+  const relaxed = wasmFile("kernels-relaxed.wasm");
   if (wasm.validate(relaxed)) cached = { module: new wasm.Module(relaxed), relaxed: true };
-  else cached = { module: new wasm.Module(wasmFile("matmul.wasm")), relaxed: false };
+  else cached = { module: new wasm.Module(wasmFile("kernels.wasm")), relaxed: false };
   return cached;
 }
 

@@ -1,6 +1,6 @@
 // The paged KV cache: writes of new tokens at their slots, and slot-to-slot copies (copy-on-write of a
 // forked block, compaction of an accepted tree branch).
-import { type RefActivation, type RefBatch, type RefKvStorage, slotOf } from "./types.js";
+import type { RefActivation, RefBatch, RefKvStorage } from "./types.js";
 
 export function writeKv(
   kv: RefKvStorage,
@@ -45,11 +45,4 @@ export function copyKv(kv: RefKvStorage, srcSlots: Int32Array, dstSlots: Int32Ar
       cache.set(values, (dstSlots[i] as number) * width);
     });
   }
-}
-
-/** Slots of positions [from, to) of a sequence. */
-export function slotsOf(blockTable: Int32Array, blockSize: number, from: number, to: number): Int32Array {
-  const out = new Int32Array(Math.max(0, to - from));
-  for (let p = from; p < to; p++) out[p - from] = slotOf(blockTable, blockSize, p);
-  return out;
 }
