@@ -388,6 +388,20 @@ export class WebGpuBackend implements Backend {
     return this.rec.submitEvery;
   }
 
+  /**
+   * Starts (true) or stops timing every compute pass on the GPU (benchmarks: GPU busy time per step, see
+   * Recorder.timePasses; needs timestamp-query). passTime() reads what was measured since it started.
+   */
+  timePasses(on: boolean): void {
+    if (on && !this.gpu.features.has("timestamp-query"))
+      throw new RangeError("webgpu backend: pass timing needs the timestamp-query feature");
+    this.rec.timePasses(on);
+  }
+
+  passTime(): Promise<{ passes: number; ms: number }> {
+    return this.rec.passTime();
+  }
+
   /** GPU time per dispatch kind (pipeline key and workgroups), when created with `profile`. */
   profileReport(): Promise<ProfileEntry[]> {
     return this.rec.profileReport();

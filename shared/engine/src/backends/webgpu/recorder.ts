@@ -114,6 +114,8 @@ export class Recorder {
   private readonly actUsage: number;
   /** Per-dispatch GPU timing (see enableProfile), or null. */
   private profiler: Profiler | null = null;
+  /** GPU time of every compute pass (see timePasses), or null. */
+  private passTimer: Profiler | null = null;
 
   /**
    * @param subgroupSize the fixed subgroup size kernels may be built for (subgroupAdd reductions), or 0: no
@@ -152,7 +154,13 @@ export class Recorder {
   private openPass(): GPUComputePassEncoder {
     if (!this.encoder) this.encoder = this.device.createCommandEncoder({ label: "specloop forward" });
     if (!this.pass) {
-      this.pass = this.encoder.beginComputePass();
+      if (this.passTimer && !this.passTimer.hasRoom()) {
+        this.flush();
+        this.encoder = this.device.createCommandEncoder({ label: "specloop forward" });
+      }
+      this.pass = this.passTimer
+        ? this.encoder.beginComputePass({ timestampWrites: this.passTimer.next("pass") })
+        : this.encoder.beginComputePass();
       this.passPipeline = null;
     }
     return this.pass;
@@ -263,6 +271,21 @@ export class Recorder {
     if (!this.profiler) this.profiler = new Profiler(this.device);
   }
 
+  /**
+   * Times every compute pass on the GPU from now on (timestamp-query at each pass's start and end; a step is a
+   * few passes, one per submit): GPU busy time without changing how dispatches are recorded, but for a
+   * staging buffer and a read per submit. `false` stops, and passTime() gives what was measured.
+   */
+  timePasses(on: boolean): void {
+    this.passTimer = on ? (this.passTimer ?? new Profiler(this.device)) : null;
+  }
+
+  /** Passes timed and their GPU time since timePasses(true) (awaits the timestamps still being read). */
+  async passTime(): Promise<{ passes: number; ms: number }> {
+    const e = (await this.passTimer?.report())?.[0];
+    return { passes: e?.count ?? 0, ms: e?.totalMs ?? 0 };
+  }
+
   /** GPU time per dispatch kind since enableProfile (awaits the timestamps still being read). */
   async profileReport(): Promise<ProfileEntry[]> {
     if (!this.profiler) return [];
@@ -371,8 +394,10 @@ export class Recorder {
   private submit(encoder: GPUCommandEncoder): void {
     this.flushArenaChunk();
     const resolved = this.profiler?.resolve(encoder);
+    const timed = this.passTimer?.resolve(encoder);
     this.device.queue.submit([encoder.finish()]);
     resolved?.();
+    timed?.();
     this.submits++;
     this.sinceSubmit = 0;
     this.arenaChunk = 0;
