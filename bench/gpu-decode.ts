@@ -199,7 +199,11 @@ async function profileRun(source: Parameters<typeof Model.load>[1], batch: numbe
 const tLoad = performance.now();
 const { id, source } = await loadBenchModel(modelDir);
 const readSeconds = (performance.now() - tLoad) / 1000;
-const device = await createWebGpuDevice({ label: "gpu-decode", dawnOptions });
+// Dawn quantizes timestamps (to 65.5 us steps) unless told not to; the GPU busy time needs them whole.
+const device = await createWebGpuDevice({
+  label: "gpu-decode",
+  dawnOptions: [...dawnOptions, "disable-dawn-features=timestamp_quantization"],
+});
 // --submit-every N: submit every N dispatches (overlapping recording with the GPU; 0: at reads only); absent:
 // the backend's default (DEFAULT_SUBMIT_EVERY).
 const submitArg = args.get("submit-every");
@@ -230,6 +234,12 @@ try {
     const tps = median(measured.map((m) => m.stats.decodeTokensPerSecond));
     const msStep = median(measured.map((m) => (1000 * m.stats.decodeSeconds) / m.stats.decodeSteps));
     const bd = await breakdown(be, model, batch, Math.min(breakdownSteps, n));
+    // The same loop again with every compute pass timed on the GPU: its busy time a step (the timing's own
+    // cost, a staging buffer and a read per submit, is on the CPU).
+    be.timePasses(true);
+    const timed = await breakdown(be, model, batch, Math.min(breakdownSteps, n));
+    const busy = await be.passTime();
+    be.timePasses(false);
     const roof = roofline(model.config, weightBytes, bd.kv_element_bytes, batch, promptLen, n);
     const row = {
       batch,
@@ -252,12 +262,20 @@ try {
         achieved_bytes_per_second: Math.round((roof.meanBytesPerStep * 1000) / msStep),
       },
       breakdown: bd,
+      gpu_busy: {
+        steps: timed.steps,
+        gpu_ms_per_step: round(busy.ms / timed.steps, 3),
+        passes_per_step: round(busy.passes / timed.steps, 2),
+        record_ms_per_step: timed.record_ms_per_step,
+        wait_ms_per_step: timed.wait_ms_per_step,
+      },
       first_tokens: measured[0]?.firstSequence.slice(0, 32),
     };
     rows.push(row);
     console.error(
       `[gpu-decode] ${id} batch ${batch}: ${row.decode_tokens_per_second} tok/s, ${row.ms_per_step} ms/step ` +
-        `(record ${bd.record_ms_per_step} + wait ${bd.wait_ms_per_step} ms, ${bd.dispatches_per_step} dispatches); ` +
+        `(record ${bd.record_ms_per_step} + wait ${bd.wait_ms_per_step} ms, ${bd.dispatches_per_step} dispatches, ` +
+        `GPU busy ${row.gpu_busy.gpu_ms_per_step} ms); ` +
         `roofline ${row.roofline.ceiling_tokens_per_second} tok/s, share ${(100 * row.roofline.share).toFixed(1)}%`,
     );
   }

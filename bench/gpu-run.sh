@@ -5,12 +5,17 @@
 # then on the device, with carry [".gpu"]:   bash bench/gpu-run.sh
 # It runs the webgpu parity check on every checkpoint (gpu-parity), makes the random Qwen3-0.6B-shaped
 # checkpoint, runs the webgpu engine (gpu-decode) and transformers (eager and sdpa) on the bundled tiny-code
-# and on that checkpoint, batch 1 and 16, and leaves JSON and one log in $OUT. Each step has its own time
+# and on that checkpoint, batch 1 and 16, and leaves results.tgz (the JSON) and run.log in $OUT. Each step has its own time
 # limit and a failing step does not stop the others, so one call yields whatever could be measured.
 # BENCH_NEW=N shortens every run; BENCH_SUBMIT_EVERY=N adds an engine run on the 0.6B shape that submits every
 # N dispatches (0: once per read; the default run uses the backend's default); BENCH_PROFILE=1 adds the
 # per-kernel GPU times of the 0.6B shape (gpu-decode --profile); BENCH_SPEC=1 adds speculative decoding on the
 # bundled tiny-code at batch 1 and 16 (spec-decode --backend webgpu); BENCH_ENGINE_ONLY=1 leaves transformers out.
+# BENCH_CONFORMANCE=1 first runs the conformance test's webgpu rows on the device (bundled);
+# BENCH_BEFORE=1 also runs .gpu/before/gpu-decode.mjs (a bundle of an earlier engine, made by hand) on the 0.6B
+# shape, for before/after on one card; BENCH_HOST_IDS=1 adds a run that reads every step's ids before the next
+# step (gpu-decode --host-ids); BENCH_DAWN="OPTION ..." adds a run per Dawn option (gpu-decode --dawn);
+# BENCH_MATVEC=1 adds the matrix-vector microbenchmark (gpu-matvec --shapes all).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,18 +23,23 @@ if [ "${1:-}" = "--bundle" ]; then
   # The engine and the speculation package import @specloop/errors, not @specloop/runtime (runtime's barrel
   # loads gRPC, which reads files at import time that a bundle does not carry). The banner gives the ES module bundle a
   # `require` for the CommonJS dependencies esbuild inlines.
-  for name in gpu-decode gpu-parity spec-decode; do
-    npx esbuild "bench/$name.ts" --bundle --platform=node --format=esm --target=node20 \
+  for src in bench/gpu-decode.ts bench/gpu-parity.ts bench/spec-decode.ts bench/gpu-matvec.ts \
+    shared/engine/src/backends/conformance.test.ts; do
+    name=$(basename "$src" .ts)
+    npx esbuild "$src" --bundle --platform=node --format=esm --target=node20 \
       --conditions=source --external:webgpu \
       --outfile=".gpu/app/$name.mjs" --log-level=warning --minify --keep-names \
       "--banner:js=import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" ||
-      exit 1
+      echo "bundle of $src failed: the device call runs without it"
   done
   exit 0
 fi
 
 OUT=${OUT:-$PWD/.bench-out}
-mkdir -p "$OUT"
+# Results gather in RES and are archived into $OUT/results.tgz after every step (the device tool brings back
+# at most 8 files, and a call cut off at its limit still brings back what the finished steps wrote).
+RES=${TMPDIR:-/tmp}/gpu-run-results
+mkdir -p "$OUT" "$RES"
 exec > >(tee -a "$OUT/run.log") 2>&1
 export PYTHONUNBUFFERED=1
 NEW=${BENCH_NEW:-128}
@@ -42,41 +52,68 @@ step() { # step LIMIT_S NAME CMD...: one benchmark step, timed, never fatal
   local t0=$SECONDS
   timeout "$limit" "$@"
   echo "=== $name: exit $? after $((SECONDS - t0)) s"
+  tar czf "$OUT/results.tgz" -C "$RES" .
 }
 
 source .gpu/env.sh
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.memory --format=csv
 python3 -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'
 grep -m1 'model name' /proc/cpuinfo
+if [ -n "${BENCH_CONFORMANCE:-}" ]; then # every conformance case of the webgpu rows, on this adapter
+  export SPECLOOP_CONFORMANCE_BACKENDS=webgpu,webgpu-nosubgroups
+  step 240 "conformance: webgpu rows" \
+    sh -c 'node .gpu/app/conformance.test.mjs > "$0/conformance.tap" 2>&1; s=$?; grep -E "^# (tests|pass|fail)|^    not ok" "$0/conformance.tap"; exit $s' "$RES"
+fi
 step 60 "webgpu parity with transformers, every checkpoint" \
-  node .gpu/app/gpu-parity.mjs --out "$OUT/gpu-parity.json"
+  node .gpu/app/gpu-parity.mjs --out "$RES/gpu-parity.json"
 step 40 "random Qwen3-0.6B-shape weights" \
   python3 tools/test-checkpoints/qwen3-0.6b-shape/make_random_weights.py --out "$QWEN"
 step 70 "engine webgpu: tiny-code" \
-  node .gpu/app/gpu-decode.mjs --model models/tiny-code --new "$NEW" --budget-s 30 --out "$OUT/gpu-tiny-code.json"
+  node .gpu/app/gpu-decode.mjs --model models/tiny-code --new "$NEW" --budget-s 30 --out "$RES/gpu-tiny-code.json"
 step 170 "engine webgpu: qwen3-0.6b-shape" \
-  node .gpu/app/gpu-decode.mjs --model "$QWEN" --new "$NEW" --budget-s 60 --out "$OUT/gpu-qwen3-0.6b-shape.json"
+  node .gpu/app/gpu-decode.mjs --model "$QWEN" --new "$NEW" --budget-s 60 --out "$RES/gpu-qwen3-0.6b-shape.json"
+if [ -n "${BENCH_BEFORE:-}" ]; then # the earlier engine on the same card and weights
+  echo "before: $(cat .gpu/before/COMMIT 2>/dev/null)"
+  step 170 "engine webgpu (before): qwen3-0.6b-shape" \
+    node .gpu/before/gpu-decode.mjs --model "$QWEN" --new "$NEW" --budget-s 60 --out "$RES/gpu-qwen3-0.6b-shape-before.json"
+fi
+if [ -n "${BENCH_HOST_IDS:-}" ]; then # every step's ids read before the next step is recorded
+  step 170 "engine webgpu: qwen3-0.6b-shape, host ids" \
+    node .gpu/app/gpu-decode.mjs --model "$QWEN" --new "$NEW" --budget-s 60 --host-ids \
+    --out "$RES/gpu-qwen3-0.6b-shape-host-ids.json"
+fi
+i=0
+for opt in ${BENCH_DAWN:-}; do # Dawn options (toggles)
+  i=$((i + 1))
+  step 170 "engine webgpu: qwen3-0.6b-shape, dawn $opt" \
+    node .gpu/app/gpu-decode.mjs --model "$QWEN" --new "$NEW" --budget-s 60 --dawn "$opt" \
+    --out "$RES/gpu-qwen3-0.6b-shape-dawn$i.json"
+done
+if [ -n "${BENCH_MATVEC:-}" ]; then # the matrix-vector program alone, every layout
+  step 200 "matrix-vector microbenchmark" \
+    node .gpu/app/gpu-matvec.mjs --shapes all --out "$RES/gpu-matvec.json"
+fi
 if [ -n "${BENCH_SUBMIT_EVERY:-}" ]; then # the engine submitting every N dispatches too (recording overlaps the GPU)
   step 120 "engine webgpu: qwen3-0.6b-shape, submit every $BENCH_SUBMIT_EVERY" \
     node .gpu/app/gpu-decode.mjs --model "$QWEN" --new "$NEW" --budget-s 40 --submit-every "$BENCH_SUBMIT_EVERY" \
-    --out "$OUT/gpu-qwen3-0.6b-shape-submit$BENCH_SUBMIT_EVERY.json"
+    --out "$RES/gpu-qwen3-0.6b-shape-submit$BENCH_SUBMIT_EVERY.json"
 fi
 if [ -n "${BENCH_PROFILE:-}" ]; then # GPU time per kernel (each dispatch timed in a pass of its own)
   step 120 "engine webgpu: qwen3-0.6b-shape, kernel profile" \
     node .gpu/app/gpu-decode.mjs --model "$QWEN" --new 32 --runs 1 --breakdown-steps 24 --profile \
-    --out "$OUT/gpu-qwen3-0.6b-shape-profile.json"
+    --out "$RES/gpu-qwen3-0.6b-shape-profile.json"
 fi
 if [ -n "${BENCH_SPEC:-}" ]; then # speculative decoding (suffix, draft model, oracle) against none, on the GPU
   step 300 "speculative decoding on webgpu: tiny-code, batch 1 and 16" \
     node .gpu/app/spec-decode.mjs --backend webgpu --batch 1,16 --runs 2 --min-prob 0.5 --measure 32 \
-    --out "$OUT/spec-decode-webgpu.json"
+    --out "$RES/spec-decode-webgpu.json"
 fi
 if [ -n "${BENCH_ENGINE_ONLY:-}" ]; then # transformers' side unchanged since its last recording
   echo "=== done $(date -u +%T)"
   exit 0
 fi
 step 70 "transformers: tiny-code" \
-  python3 bench/transformers_decode.py --model models/tiny-code --new "$NEW" --runs 1 --out "$OUT/hf-tiny-code.json"
+  python3 bench/transformers_decode.py --model models/tiny-code --new "$NEW" --runs 1 --out "$RES/hf-tiny-code.json"
 step 140 "transformers: qwen3-0.6b-shape" \
-  python3 bench/transformers_decode.py --model "$QWEN" --new "$NEW" --runs 1 --out "$OUT/hf-qwen3-0.6b-shape.json"
+  python3 bench/transformers_decode.py --model "$QWEN" --new "$NEW" --runs 1 --out "$RES/hf-qwen3-0.6b-shape.json"
 echo "=== done $(date -u +%T)"
