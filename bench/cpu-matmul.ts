@@ -10,6 +10,7 @@ import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { availableParallelism, cpus } from "node:os";
 import { createCpuBackend } from "../shared/engine/src/backends/cpu/backend.js";
+import { MODE_LINEAR } from "../shared/engine/src/backends/cpu/kernel-abi.js";
 import { KernelPool } from "../shared/engine/src/backends/cpu/pool.js";
 import { DTYPE_CODE, kernelModule, sharedMemory, WasmHeap } from "../shared/engine/src/backends/cpu/wasm.js";
 import { generate } from "../shared/engine/src/generate.js";
@@ -78,10 +79,11 @@ function time({ pool, weights, x, xv, out }: Setup, i: number, n: number, k: num
   const w = weights[i] as number;
   const flops = 2 * n * k * m;
   const reps = Math.max(5, Math.round((quick ? 2e8 : 1e9) / flops / 5));
+  const job = { mode: MODE_LINEAR, x, xv, n, k, dtype: DTYPE_CODE.bf16 };
   const samples: number[] = [];
   for (let s = 0; s < 6; s++) {
     const t0 = process.hrtime.bigint();
-    for (let r = 0; r < reps; r++) pool.matmul(x, xv, w, 0, out, n, k, m, DTYPE_CODE.bf16);
+    for (let r = 0; r < reps; r++) pool.run({ ...job, segments: [{ w, bias: 0, out, m }] });
     samples.push(Number(process.hrtime.bigint() - t0) / 1e3 / reps);
   }
   samples.shift(); // warm-up

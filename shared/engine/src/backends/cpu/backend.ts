@@ -31,6 +31,7 @@ import {
   numel,
   toFloat32,
 } from "../../tensor.js";
+import { checkAttention } from "../reference/attention.js";
 import { checkTopK } from "../reference/topk.js";
 import { Activations, type CpuActivation, cpuAct } from "./activation.js";
 import { BatchUploads, CpuBatch, cpuBatch } from "./batch.js";
@@ -355,12 +356,8 @@ export class CpuBackend implements Backend {
   ): Activation {
     const c = cpuKv(kv);
     const qa = cpuAct(q);
+    checkAttention(qa, c.spec, numHeads);
     const { headDim, numKvHeads } = c.spec;
-    if (qa.cols !== numHeads * headDim || numHeads % numKvHeads !== 0) {
-      throw new RangeError(
-        `attention: q [${qa.rows}, ${qa.cols}] with ${numHeads} heads of ${headDim}, ${numKvHeads} KV heads`,
-      );
-    }
     const kPtr = c.k[layer];
     const vPtr = c.v[layer];
     if (kPtr === undefined || vPtr === undefined) throw new RangeError(`attention: no layer ${layer}`);

@@ -56,7 +56,6 @@ import {
   JOB_X,
   MAX_SEGMENTS,
   MODE_ATTENTION,
-  MODE_LINEAR,
   MODE_SILU_MUL,
   MODE_TOPK,
   NO_CHUNK,
@@ -193,21 +192,6 @@ export class KernelPool {
     return this.local;
   }
 
-  /** out[n, m] = x[n, k] W[m, k]^T (+ bias), all byte offsets into the shared memory; xv as Job's. */
-  matmul(
-    x: number,
-    xv: number,
-    w: number,
-    bias: number,
-    out: number,
-    n: number,
-    k: number,
-    m: number,
-    dt: number,
-  ): void {
-    this.run({ mode: MODE_LINEAR, x, xv, n, k, dtype: dt, segments: [{ w, bias, out, m }] });
-  }
-
   /**
    * Runs a job (one or more products of one x, with the mode's epilogue) with one hand-off: its output
    * columns, all segments together, are cut into chunks that the threads claim.
@@ -223,15 +207,10 @@ export class KernelPool {
     const work = job.n * job.k * cols;
     const split = work >= this.options.minSplitWork && this.options.threads > 1;
     const chunks = split ? this.chunks(Math.ceil(width / 4), work / CHUNK_WORK) : 1;
-    this.open();
-    const ctl = this.ctl;
+    const ctl = this.open(job.mode, job.x, job.n, chunks);
     const a = ARGS;
-    ctl[a + JOB_MODE] = job.mode;
-    ctl[a + JOB_X] = job.x;
-    ctl[a + JOB_N] = job.n;
     ctl[a + JOB_K] = job.k;
     ctl[a + JOB_DTYPE] = job.dtype;
-    ctl[a + JOB_CHUNKS] = chunks;
     ctl[a + JOB_SEGMENTS] = segments.length;
     if (job.dtype !== DTYPE_F32) {
       if (job.xv === undefined) throw new RangeError("cpu backend: a 2-byte weight's job needs xv");
@@ -265,16 +244,10 @@ export class KernelPool {
    * row (topKChunks; the caller merges them with topkMerge).
    */
   topK(x: number, rows: number, cols: number, k: number, part: number, chunks: number): void {
-    this.open();
-    const ctl = this.ctl;
-    const a = ARGS;
-    ctl[a + JOB_MODE] = MODE_TOPK;
-    ctl[a + JOB_X] = x;
-    ctl[a + JOB_N] = rows;
-    ctl[a + JOB_K] = cols;
-    ctl[a + TOPK_K] = k;
-    ctl[a + JOB_CHUNKS] = chunks;
-    ctl[a + JOB_AUX] = part;
+    const ctl = this.open(MODE_TOPK, x, rows, chunks);
+    ctl[ARGS + JOB_K] = cols;
+    ctl[ARGS + TOPK_K] = k;
+    ctl[ARGS + JOB_AUX] = part;
     this.dispatch(chunks, chunks > 1);
   }
 
@@ -295,15 +268,10 @@ export class KernelPool {
    */
   attention(a: AttentionJob): void {
     const chunks = a.chunks;
-    this.open();
-    const ctl = this.ctl;
+    const ctl = this.open(MODE_ATTENTION, a.q, a.rows, chunks);
     const s = ARGS;
-    ctl[s + JOB_MODE] = MODE_ATTENTION;
-    ctl[s + JOB_X] = a.q;
-    ctl[s + JOB_N] = a.rows;
     ctl[s + ATT_HEADS] = a.heads;
     ctl[s + ATT_GROUP] = a.group;
-    ctl[s + JOB_CHUNKS] = chunks;
     ctl[s + ATT_HEAD_DIM] = a.headDim;
     ctl[s + ATT_SCORES] = a.scores;
     ctl[s + ATT_K] = a.k;
@@ -325,11 +293,20 @@ export class KernelPool {
     return Math.max(1, Math.min(most, t * perThread));
   }
 
-  /** Starts a job: a new tag, and no chunk claimable while its arguments are written (control.ts). */
-  private open(): void {
+  /**
+   * Starts a job: a new tag, no chunk claimable while its arguments are written (control.ts), and the
+   * slots every mode has (mode, x, rows, chunks) written. Returns the control block for the mode's others.
+   */
+  private open(mode: number, x: number, n: number, chunks: number): Int32Array {
     if (this.destroyed) throw new Error("cpu backend: used after destroy()");
     this.tag = (this.tag + 1) & 0x7fff;
-    Atomics.store(this.ctl, CLAIM, (this.tag << TAG_SHIFT) | NO_CHUNK);
+    const ctl = this.ctl;
+    Atomics.store(ctl, CLAIM, (this.tag << TAG_SHIFT) | NO_CHUNK);
+    ctl[ARGS + JOB_MODE] = mode;
+    ctl[ARGS + JOB_X] = x;
+    ctl[ARGS + JOB_N] = n;
+    ctl[ARGS + JOB_CHUNKS] = chunks;
+    return ctl;
   }
 
   /**

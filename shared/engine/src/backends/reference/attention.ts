@@ -2,7 +2,7 @@
 // may see: all earlier new tokens for a chain (causal), its ancestors and itself for a tree. GQA: query
 // head h reads KV head floor(h / (numHeads / numKvHeads)). The keys are read back from the paged cache
 // (writeKv runs first), so this op also checks that the slots were written where the layout says.
-import type { SequenceLayout } from "../../backend.js";
+import type { KvCacheSpec, SequenceLayout } from "../../backend.js";
 import { RefActivation, type RefBatch, type RefKvStorage, slotOf } from "./types.js";
 
 /** Logical positions (in the cache) that new token i of `seq` attends to, in increasing order. */
@@ -24,6 +24,19 @@ export function visiblePositions(seq: SequenceLayout, i: number): number[] {
   return out;
 }
 
+/**
+ * Throws unless q [rows, cols] holds numHeads heads of the cache's head size and the heads split evenly over
+ * its KV heads; every backend's attention checks the same way.
+ */
+export function checkAttention(q: { rows: number; cols: number }, spec: KvCacheSpec, numHeads: number): void {
+  const { headDim, numKvHeads } = spec;
+  if (q.cols !== numHeads * headDim || numHeads % numKvHeads !== 0) {
+    throw new RangeError(
+      `attention: q [${q.rows}, ${q.cols}] with ${numHeads} heads of ${headDim}, ${numKvHeads} KV heads`,
+    );
+  }
+}
+
 export function attention(
   q: RefActivation,
   kv: RefKvStorage,
@@ -32,12 +45,8 @@ export function attention(
   numHeads: number,
   scale: number,
 ): RefActivation {
+  checkAttention(q, kv.spec, numHeads);
   const { headDim, numKvHeads } = kv.spec;
-  if (q.cols !== numHeads * headDim || numHeads % numKvHeads !== 0) {
-    throw new RangeError(
-      `attention: q [${q.rows}, ${q.cols}] with ${numHeads} heads of ${headDim}, ${numKvHeads} KV heads`,
-    );
-  }
   const kc = kv.k[layer];
   const vc = kv.v[layer];
   if (kc === undefined || vc === undefined) throw new RangeError(`attention: no layer ${layer}`);
