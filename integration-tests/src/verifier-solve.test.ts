@@ -323,6 +323,41 @@ describe("verifier solve - against a real inference node", () => {
     assert.match(err.details, /judge pairwise: .*context/);
   });
 
+  test("verifier solve - with the tie policy, the pairs the node refuses are invented ties: marked, counted, never published", async () => {
+    // Two long answers cannot share one pairwise prompt; a long and a short one can.
+    const long = (c: string): string => `    return ${Array.from({ length: 300 }, () => c).join(" + ")}\n`;
+    const candidates = ["    return a + b\n", long("a"), long("b")];
+    const res = await call<RankResponse>((cb) =>
+      client.rank(
+        {
+          question: QUESTION,
+          candidates,
+          options: {
+            judge: Judge.JUDGE_PAIRWISE,
+            budget: 0,
+            seed: "2",
+            onJudgeFailure: JudgeFailurePolicy.JUDGE_FAILURE_POLICY_TIE,
+          },
+        },
+        cb,
+      ),
+    );
+    const t = res.tournament;
+    assert.ok(t !== undefined);
+    assert.equal(t.state, TournamentState.TOURNAMENT_STATE_DONE, t.error);
+    assert.equal(t.comparisons.length, 3);
+    const invented = t.comparisons.filter((c) => c.invented);
+    assert.deepEqual(
+      invented.map((c) => [c.a, c.b].sort()),
+      [[1, 2]],
+    );
+    assert.equal(invented[0]?.pA, 0.5);
+    assert.equal(t.realVerdicts, 2);
+    const verdicts = await verdictsOf(t.tournamentId, 2);
+    assert.equal(verdicts.length, 2);
+    for (const v of verdicts) assert.ok(v.candidateA === candidates[0] || v.candidateB === candidates[0]);
+  });
+
   test("verifier solve - a node killed while sampling fails the Solve with UNAVAILABLE, and the tournament is stored as failed", async () => {
     const doomed = await spawnNode();
     const other = await spawnService("verifier", {
