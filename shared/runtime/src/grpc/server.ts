@@ -45,6 +45,8 @@ export interface GrpcServerOptions {
   registry?: Registry;
   /** Shut down on SIGTERM/SIGINT (the caller still decides when to exit); default false. */
   handleSignals?: boolean;
+  /** Largest message received or sent, bytes (default DEFAULT_MAX_MESSAGE_BYTES); larger is RESOURCE_EXHAUSTED. */
+  maxMessageBytes?: number;
   /** The transport (serverCredentials in grpc/auth.ts); insecure when absent. */
   credentials?: ServerCredentials;
 }
@@ -71,6 +73,9 @@ export interface GrpcServerHandle {
   readonly closed: Promise<ShutdownReport>;
 }
 
+/** Default bound on one gRPC message: 4 MiB, grpc-js's own receive default, stated so it is a decision. */
+export const DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
+
 export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcServerHandle> {
   const { logger, services } = options;
   const host = options.host ?? DEFAULT_HOST;
@@ -80,7 +85,12 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<GrpcS
   const calls = new CallTracker();
   const metrics = options.registry ? grpcServerMetrics(options.registry) : undefined;
   const rt: HandlerRuntime = { logger, calls, metrics };
-  const server = new Server();
+  // Bounded messages both ways: a client cannot make the server buffer more than this for one message.
+  const maxBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+  const server = new Server({
+    "grpc.max_receive_message_length": maxBytes,
+    "grpc.max_send_message_length": maxBytes,
+  });
   for (const spec of services) {
     checkName(spec);
     server.addService(
