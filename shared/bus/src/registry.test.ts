@@ -158,3 +158,23 @@ test("bus registry - a new watch starts from the newest valid entry of each slot
     watch.stop();
   }
 });
+
+test("bus registry - clear empties a slot: current() finds nothing and a watcher sees the slot cleared", async () => {
+  await registry.publish({
+    manifest: manifest("m-clear", "c1", SpeculatorRole.SPECULATOR_ROLE_CANARY),
+    blob: randomBytes(256),
+  });
+  assert.equal((await registry.current("m-clear", "canary"))?.versionId, "c1");
+  const watch = await registry.watch("m-clear");
+  const seen = collect(watch);
+  try {
+    await waitFor("the canary", () => seen.length === 1);
+    await registry.clear("m-clear", "canary");
+    await waitFor("the clear", () => seen.length === 2);
+    assert.equal(seen[1]?.manifest, undefined);
+    assert.equal(seen[1]?.refused, undefined);
+    assert.equal(await registry.current("m-clear", "canary"), undefined);
+  } finally {
+    watch.stop();
+  }
+});

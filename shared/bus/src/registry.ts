@@ -128,6 +128,11 @@ export class SpeculatorRegistry {
     return announced;
   }
 
+  /** Empties a model's slot (a retired canary): watchers see the slot cleared, restarted nodes load nothing. */
+  async clear(modelId: string, slot: SpeculatorSlot): Promise<void> {
+    await this.kv.delete(speculatorKey(modelId, slot));
+  }
+
   /**
    * The manifest in a model's slot, or undefined when the slot is empty; ManifestRefusedError when the
    * entry there is not valid (see the module comment).

@@ -4,7 +4,7 @@
 //
 // Self-contained on purpose: at run time it imports only drizzle-orm (the proto import is types only,
 // erased when compiled), because drizzle-kit loads this file on its own to diff it.
-import type { OfflineMetrics, OnlineMetrics, TrainingConfig } from "@specloop/proto";
+import type { GateEvidence, OfflineMetrics, OnlineMetrics, TrainingConfig } from "@specloop/proto";
 import { type SQL, sql } from "drizzle-orm";
 import {
   type AnySQLiteColumn,
@@ -34,7 +34,7 @@ export const VERSION_ACTIONS = [
 export type VersionAction = (typeof VERSION_ACTIONS)[number];
 
 // The JSON columns hold the wire contract's own messages: one definition, in proto/specloop/v1/trainer.proto.
-export type { OfflineMetrics, OnlineMetrics, TrainingConfig };
+export type { GateEvidence, OfflineMetrics, OnlineMetrics, TrainingConfig };
 
 /** Milliseconds since the epoch, filled in by SQLite when the insert leaves it out. */
 const nowMs = sql`(cast(unixepoch('subsec') * 1000 as integer))`;
@@ -102,6 +102,8 @@ export const versionEvents = sqliteTable(
     /** "trainer" or the operator's name. */
     actor: text("actor").notNull(),
     reason: text("reason").notNull().default(""),
+    /** What a gate decision rested on (counts, means, interval, statistic); null for other events. */
+    evidence: text("evidence", { mode: "json" }).$type<GateEvidence>(),
     at: integer("at", { mode: "timestamp_ms" }).notNull().default(nowMs),
   },
   (t) => [

@@ -127,13 +127,59 @@ export interface GetVersionRequest {
 }
 
 export interface GetVersionResponse {
-  version?: SpeculatorVersion | undefined;
+  version?:
+    | SpeculatorVersion
+    | undefined;
+  /**
+   * What happened to the version, oldest first: creation, canary, gate decisions with their evidence,
+   * promotions, rollbacks, pins, with who did it.
+   */
+  events: VersionEvent[];
+}
+
+/**
+ * What a gate decision rested on (the trainer's promotion gate: a domain-matched mixture sequential
+ * probability ratio test on per-request log decode tokens/s; see services/speculator-trainer/src/gate.ts).
+ */
+export interface GateEvidence {
+  /** Requests in each arm: [canary, live] for a canary decision, [recent, earlier] for a rollback check. */
+  samples: number[];
+  /** Mean log decode tokens/s per arm (matched domains, weighted by the first arm's share). */
+  meanLogTokensPerSecond: number[];
+  /** First arm minus second, on the log scale; exp(difference) is the speed-up. */
+  difference: number;
+  /** The 1 - alpha interval of the difference (normal approximation, for reading). */
+  intervalLow: number;
+  intervalHigh: number;
+  /** The mSPRT statistic and the threshold 1 / alpha it is compared with. */
+  statistic: number;
+  threshold: number;
+  /** Mean accepted tokens per target pass per arm. */
+  acceptedPerPass: number[];
+  speedup: number;
+  domains: string[];
+}
+
+export interface VersionEvent {
+  /** create, canary, promote, rollback, retire, reject, pin, unpin. */
+  action: string;
+  fromStatus: VersionStatus;
+  toStatus: VersionStatus;
+  /** "trainer" for the gate's own decisions, else the authenticated identity of the operator. */
+  actor: string;
+  reason: string;
+  at?:
+    | Date
+    | undefined;
+  /** Set on the gate's decisions. */
+  evidence?: GateEvidence | undefined;
 }
 
 export interface PromoteVersionRequest {
   versionId: string;
   /** SPECULATOR_ROLE_LIVE (default) or SPECULATOR_ROLE_CANARY. */
   role: SpeculatorRole;
+  /** Ignored: the trainer records the caller's authenticated identity (the admin token's name). */
   actor: string;
   reason: string;
 }
@@ -1692,13 +1738,16 @@ export const GetVersionRequest: MessageFns<GetVersionRequest> = {
 };
 
 function createBaseGetVersionResponse(): GetVersionResponse {
-  return { version: undefined };
+  return { version: undefined, events: [] };
 }
 
 export const GetVersionResponse: MessageFns<GetVersionResponse> = {
   encode(message: GetVersionResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.version !== undefined) {
       SpeculatorVersion.encode(message.version, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.events) {
+      VersionEvent.encode(v!, writer.uint32(18).fork()).join();
     }
     return writer;
   },
@@ -1724,6 +1773,14 @@ export const GetVersionResponse: MessageFns<GetVersionResponse> = {
             message.version = SpeculatorVersion.decode(reader, reader.uint32());
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.events.push(VersionEvent.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1737,13 +1794,19 @@ export const GetVersionResponse: MessageFns<GetVersionResponse> = {
   },
 
   fromJSON(object: any): GetVersionResponse {
-    return { version: isSet(object.version) ? SpeculatorVersion.fromJSON(object.version) : undefined };
+    return {
+      version: isSet(object.version) ? SpeculatorVersion.fromJSON(object.version) : undefined,
+      events: globalThis.Array.isArray(object?.events) ? object.events.map((e: any) => VersionEvent.fromJSON(e)) : [],
+    };
   },
 
   toJSON(message: GetVersionResponse): unknown {
     const obj: any = {};
     if (message.version !== undefined) {
       obj.version = SpeculatorVersion.toJSON(message.version);
+    }
+    if (message.events?.length) {
+      obj.events = message.events.map((e) => VersionEvent.toJSON(e));
     }
     return obj;
   },
@@ -1755,6 +1818,472 @@ export const GetVersionResponse: MessageFns<GetVersionResponse> = {
     const message = createBaseGetVersionResponse();
     message.version = (object.version !== undefined && object.version !== null)
       ? SpeculatorVersion.fromPartial(object.version)
+      : undefined;
+    message.events = object.events?.map((e) => VersionEvent.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseGateEvidence(): GateEvidence {
+  return {
+    samples: [],
+    meanLogTokensPerSecond: [],
+    difference: 0,
+    intervalLow: 0,
+    intervalHigh: 0,
+    statistic: 0,
+    threshold: 0,
+    acceptedPerPass: [],
+    speedup: 0,
+    domains: [],
+  };
+}
+
+export const GateEvidence: MessageFns<GateEvidence> = {
+  encode(message: GateEvidence, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.samples.length !== 0) {
+      writer.uint32(10).fork();
+      for (const v of message.samples) {
+        writer.uint64(v);
+      }
+      writer.join();
+    }
+    if (message.meanLogTokensPerSecond.length !== 0) {
+      writer.uint32(18).fork();
+      for (const v of message.meanLogTokensPerSecond) {
+        writer.double(v);
+      }
+      writer.join();
+    }
+    if (message.difference !== 0) {
+      writer.uint32(25).double(message.difference);
+    }
+    if (message.intervalLow !== 0) {
+      writer.uint32(33).double(message.intervalLow);
+    }
+    if (message.intervalHigh !== 0) {
+      writer.uint32(41).double(message.intervalHigh);
+    }
+    if (message.statistic !== 0) {
+      writer.uint32(49).double(message.statistic);
+    }
+    if (message.threshold !== 0) {
+      writer.uint32(57).double(message.threshold);
+    }
+    if (message.acceptedPerPass.length !== 0) {
+      writer.uint32(66).fork();
+      for (const v of message.acceptedPerPass) {
+        writer.double(v);
+      }
+      writer.join();
+    }
+    if (message.speedup !== 0) {
+      writer.uint32(73).double(message.speedup);
+    }
+    for (const v of message.domains) {
+      writer.uint32(82).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GateEvidence {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGateEvidence();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag === 8) {
+              message.samples.push(longToNumber(reader.uint64()));
+
+              continue;
+            }
+
+            if (tag === 10) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.samples.push(longToNumber(reader.uint64()));
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 2: {
+            if (tag === 17) {
+              message.meanLogTokensPerSecond.push(reader.double());
+
+              continue;
+            }
+
+            if (tag === 18) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.meanLogTokensPerSecond.push(reader.double());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.difference = reader.double();
+            continue;
+          }
+          case 4: {
+            if (tag !== 33) {
+              break;
+            }
+
+            message.intervalLow = reader.double();
+            continue;
+          }
+          case 5: {
+            if (tag !== 41) {
+              break;
+            }
+
+            message.intervalHigh = reader.double();
+            continue;
+          }
+          case 6: {
+            if (tag !== 49) {
+              break;
+            }
+
+            message.statistic = reader.double();
+            continue;
+          }
+          case 7: {
+            if (tag !== 57) {
+              break;
+            }
+
+            message.threshold = reader.double();
+            continue;
+          }
+          case 8: {
+            if (tag === 65) {
+              message.acceptedPerPass.push(reader.double());
+
+              continue;
+            }
+
+            if (tag === 66) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.acceptedPerPass.push(reader.double());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 9: {
+            if (tag !== 73) {
+              break;
+            }
+
+            message.speedup = reader.double();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.domains.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GateEvidence {
+    return {
+      samples: globalThis.Array.isArray(object?.samples) ? object.samples.map((e: any) => globalThis.Number(e)) : [],
+      meanLogTokensPerSecond: globalThis.Array.isArray(object?.meanLogTokensPerSecond)
+        ? object.meanLogTokensPerSecond.map((e: any) => globalThis.Number(e))
+        : globalThis.Array.isArray(object?.mean_log_tokens_per_second)
+        ? object.mean_log_tokens_per_second.map((e: any) => globalThis.Number(e))
+        : [],
+      difference: isSet(object.difference) ? globalThis.Number(object.difference) : 0,
+      intervalLow: isSet(object.intervalLow)
+        ? globalThis.Number(object.intervalLow)
+        : isSet(object.interval_low)
+        ? globalThis.Number(object.interval_low)
+        : 0,
+      intervalHigh: isSet(object.intervalHigh)
+        ? globalThis.Number(object.intervalHigh)
+        : isSet(object.interval_high)
+        ? globalThis.Number(object.interval_high)
+        : 0,
+      statistic: isSet(object.statistic) ? globalThis.Number(object.statistic) : 0,
+      threshold: isSet(object.threshold) ? globalThis.Number(object.threshold) : 0,
+      acceptedPerPass: globalThis.Array.isArray(object?.acceptedPerPass)
+        ? object.acceptedPerPass.map((e: any) => globalThis.Number(e))
+        : globalThis.Array.isArray(object?.accepted_per_pass)
+        ? object.accepted_per_pass.map((e: any) => globalThis.Number(e))
+        : [],
+      speedup: isSet(object.speedup) ? globalThis.Number(object.speedup) : 0,
+      domains: globalThis.Array.isArray(object?.domains) ? object.domains.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: GateEvidence): unknown {
+    const obj: any = {};
+    if (message.samples?.length) {
+      obj.samples = message.samples.map((e) => Math.round(e));
+    }
+    if (message.meanLogTokensPerSecond?.length) {
+      obj.meanLogTokensPerSecond = message.meanLogTokensPerSecond.map((e) => floatToJson(e));
+    }
+    if (message.difference !== 0) {
+      obj.difference = floatToJson(message.difference);
+    }
+    if (message.intervalLow !== 0) {
+      obj.intervalLow = floatToJson(message.intervalLow);
+    }
+    if (message.intervalHigh !== 0) {
+      obj.intervalHigh = floatToJson(message.intervalHigh);
+    }
+    if (message.statistic !== 0) {
+      obj.statistic = floatToJson(message.statistic);
+    }
+    if (message.threshold !== 0) {
+      obj.threshold = floatToJson(message.threshold);
+    }
+    if (message.acceptedPerPass?.length) {
+      obj.acceptedPerPass = message.acceptedPerPass.map((e) => floatToJson(e));
+    }
+    if (message.speedup !== 0) {
+      obj.speedup = floatToJson(message.speedup);
+    }
+    if (message.domains?.length) {
+      obj.domains = message.domains;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GateEvidence>, I>>(base?: I): GateEvidence {
+    return GateEvidence.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GateEvidence>, I>>(object: I): GateEvidence {
+    const message = createBaseGateEvidence();
+    message.samples = object.samples?.map((e) => e) || [];
+    message.meanLogTokensPerSecond = object.meanLogTokensPerSecond?.map((e) => e) || [];
+    message.difference = object.difference ?? 0;
+    message.intervalLow = object.intervalLow ?? 0;
+    message.intervalHigh = object.intervalHigh ?? 0;
+    message.statistic = object.statistic ?? 0;
+    message.threshold = object.threshold ?? 0;
+    message.acceptedPerPass = object.acceptedPerPass?.map((e) => e) || [];
+    message.speedup = object.speedup ?? 0;
+    message.domains = object.domains?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseVersionEvent(): VersionEvent {
+  return {
+    action: "",
+    fromStatus: VersionStatus.VERSION_STATUS_UNSPECIFIED,
+    toStatus: VersionStatus.VERSION_STATUS_UNSPECIFIED,
+    actor: "",
+    reason: "",
+    at: undefined,
+    evidence: undefined,
+  };
+}
+
+export const VersionEvent: MessageFns<VersionEvent> = {
+  encode(message: VersionEvent, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.action !== "") {
+      writer.uint32(10).string(message.action);
+    }
+    if (message.fromStatus !== VersionStatus.VERSION_STATUS_UNSPECIFIED) {
+      writer.uint32(16).int32(versionStatusToNumber(message.fromStatus));
+    }
+    if (message.toStatus !== VersionStatus.VERSION_STATUS_UNSPECIFIED) {
+      writer.uint32(24).int32(versionStatusToNumber(message.toStatus));
+    }
+    if (message.actor !== "") {
+      writer.uint32(34).string(message.actor);
+    }
+    if (message.reason !== "") {
+      writer.uint32(42).string(message.reason);
+    }
+    if (message.at !== undefined) {
+      Timestamp.encode(toTimestamp(message.at), writer.uint32(50).fork()).join();
+    }
+    if (message.evidence !== undefined) {
+      GateEvidence.encode(message.evidence, writer.uint32(58).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VersionEvent {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVersionEvent();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.action = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.fromStatus = versionStatusFromJSON(reader.int32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.toStatus = versionStatusFromJSON(reader.int32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.actor = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.at = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.evidence = GateEvidence.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): VersionEvent {
+    return {
+      action: isSet(object.action) ? globalThis.String(object.action) : "",
+      fromStatus: isSet(object.fromStatus)
+        ? versionStatusFromJSON(object.fromStatus)
+        : isSet(object.from_status)
+        ? versionStatusFromJSON(object.from_status)
+        : VersionStatus.VERSION_STATUS_UNSPECIFIED,
+      toStatus: isSet(object.toStatus)
+        ? versionStatusFromJSON(object.toStatus)
+        : isSet(object.to_status)
+        ? versionStatusFromJSON(object.to_status)
+        : VersionStatus.VERSION_STATUS_UNSPECIFIED,
+      actor: isSet(object.actor) ? globalThis.String(object.actor) : "",
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+      at: isSet(object.at) ? fromJsonTimestamp(object.at) : undefined,
+      evidence: isSet(object.evidence) ? GateEvidence.fromJSON(object.evidence) : undefined,
+    };
+  },
+
+  toJSON(message: VersionEvent): unknown {
+    const obj: any = {};
+    if (message.action !== "") {
+      obj.action = message.action;
+    }
+    if (message.fromStatus !== VersionStatus.VERSION_STATUS_UNSPECIFIED) {
+      obj.fromStatus = versionStatusToJSON(message.fromStatus);
+    }
+    if (message.toStatus !== VersionStatus.VERSION_STATUS_UNSPECIFIED) {
+      obj.toStatus = versionStatusToJSON(message.toStatus);
+    }
+    if (message.actor !== "") {
+      obj.actor = message.actor;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    if (message.at !== undefined) {
+      obj.at = message.at.toISOString();
+    }
+    if (message.evidence !== undefined) {
+      obj.evidence = GateEvidence.toJSON(message.evidence);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<VersionEvent>, I>>(base?: I): VersionEvent {
+    return VersionEvent.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<VersionEvent>, I>>(object: I): VersionEvent {
+    const message = createBaseVersionEvent();
+    message.action = object.action ?? "";
+    message.fromStatus = object.fromStatus ?? VersionStatus.VERSION_STATUS_UNSPECIFIED;
+    message.toStatus = object.toStatus ?? VersionStatus.VERSION_STATUS_UNSPECIFIED;
+    message.actor = object.actor ?? "";
+    message.reason = object.reason ?? "";
+    message.at = object.at ?? undefined;
+    message.evidence = (object.evidence !== undefined && object.evidence !== null)
+      ? GateEvidence.fromPartial(object.evidence)
       : undefined;
     return message;
   },

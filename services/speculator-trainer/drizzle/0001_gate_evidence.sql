@@ -1,0 +1,1 @@
+ALTER TABLE `version_events` ADD `evidence` text;
