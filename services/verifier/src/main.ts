@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // The verifier's process: `node services/verifier/dist/main.js` (npm start runs it). Before it takes
-// calls it marks the tournaments a stopped verifier left unfinished as failed, prunes the store and starts
-// sending the verdicts still spooled in it.
-import { connectBus, provisionBus } from "@specloop/bus";
+// calls it marks the tournaments a stopped verifier left unfinished as failed, prunes the store and hands the
+// verdicts still waiting in it to the bus's spool (under bus.spool.dir/verdicts when set).
+import { join } from "node:path";
+import { connectBus, provisionBus, SpooledPublisher } from "@specloop/bus";
 import { SERVICE_NAMES, VerifierService } from "@specloop/proto";
 import { runService, TokenAuth } from "@specloop/runtime";
 import { type VerifierConfig, verifierConfigSchema } from "./config.js";
@@ -10,7 +11,7 @@ import { openVerifierStore } from "./db/index.js";
 import { connectInference } from "./judges/inference.js";
 import { recoverInterrupted, startRetention } from "./maintenance.js";
 import { sandboxFor, verifierServer } from "./server.js";
-import { VerdictSpool } from "./spool.js";
+import { VerdictOutbox } from "./verdicts.js";
 
 await runService<VerifierConfig>({
   name: "verifier",
@@ -27,8 +28,14 @@ await runService<VerifierConfig>({
       // The verdict stream is where tournaments publish their pairwise verdicts.
       const bus = await connectBus(config.bus, logger);
       await provisionBus(bus, config.bus, logger);
-      const spool = new VerdictSpool(store.db, bus, logger);
-      spool.nudge();
+      const { spool } = config.bus;
+      const publisher = SpooledPublisher.open(bus, {
+        dir: spool.dir === "" ? "" : join(spool.dir, "verdicts"),
+        maxBytes: spool.maxBytes,
+        logger,
+      });
+      const outbox = new VerdictOutbox(store.db, publisher, logger);
+      outbox.handOver();
       // The node is dialled lazily by grpc-js: the verifier starts (and GetTournament works) without it.
       const node = connectInference(config.inference.address);
       const sandbox = sandboxFor(config);
@@ -37,12 +44,23 @@ await runService<VerifierConfig>({
           {
             name: SERVICE_NAMES.verifier,
             definition: VerifierService,
-            implementation: verifierServer({ db: store.db, bus, node, config, logger, auth, sandbox, spool }),
+            implementation: verifierServer({
+              db: store.db,
+              bus,
+              node,
+              config,
+              logger,
+              auth,
+              sandbox,
+              outbox,
+            }),
           },
         ],
         onShutdown: async () => {
           stopRetention();
-          await spool.close();
+          outbox.close();
+          await publisher.flush(2_000);
+          await publisher.close();
           node.close();
           await bus.close();
           store.close();

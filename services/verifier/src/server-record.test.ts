@@ -2,12 +2,13 @@
 // gRPC on loopback with a real SQLite store and a real nats-server. The tests judge needs a run-code token
 // and records who asked; bad input is INVALID_ARGUMENT naming the field (also values a typed client cannot
 // send: unknown enum numbers, written as raw protobuf); with NATS down a call answers at once and its
-// verdicts wait in the store until NATS is back; ties invented for failed judge calls are never a ranking.
+// verdicts wait in the bus's spool until NATS is back; ties invented for failed judge calls are never a
+// ranking.
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { credentials, Metadata, type ServiceError, status } from "@grpc/grpc-js";
-import { type Bus, consumeVerdicts } from "@specloop/bus";
+import { type Bus, consumeVerdicts, SpooledPublisher } from "@specloop/bus";
 import { openTestBus, testBusConfig, testLogger, waitFor } from "@specloop/bus/internal";
 import {
   type GetTournamentResponse,
@@ -32,8 +33,10 @@ import { eq } from "drizzle-orm";
 import { RUN_CODE_ROLE, type VerifierConfig, verifierConfigSchema } from "./config.js";
 import { comparisons, openVerifierStore, type VerifierStore } from "./db/index.js";
 import { connectInference, type InferenceNode } from "./judges/inference.js";
+import { TournamentRecorder } from "./record.js";
 import { SANDBOX_REFUSED } from "./sandbox/test-support.js";
 import { verifierServer } from "./server.js";
+import { VerdictOutbox } from "./verdicts.js";
 
 const skip = SANDBOX_REFUSED;
 const RUNNER = "record-test-runner-0123456789";
@@ -328,9 +331,10 @@ describe("verifier record - the record is true", () => {
       assert.equal(tournament?.state, TournamentState.TOURNAMENT_STATE_DONE);
       assert.ok(ms < 4_000, `Rank took ${ms} ms with NATS down`);
       id = tournament?.tournamentId ?? "";
-      const waiting = store.db.select().from(comparisons).where(eq(comparisons.tournamentId, id)).all();
-      assert.equal(waiting.length, tournament?.comparisons.length);
-      assert.ok(waiting.every((c) => c.publishedAt === null));
+      // Handed to the bus's spool, which holds them until NATS is back.
+      const stored = store.db.select().from(comparisons).where(eq(comparisons.tournamentId, id)).all();
+      assert.equal(stored.length, tournament?.comparisons.length);
+      assert.ok(stored.every((c) => c.publishedAt !== null));
     } finally {
       await nats.start();
     }
@@ -357,7 +361,50 @@ describe("verifier record - the record is true", () => {
     } finally {
       await consumer?.stop();
     }
-    const sent = store.db.select().from(comparisons).where(eq(comparisons.tournamentId, id)).all();
-    assert.ok(sent.every((c) => c.publishedAt !== null));
+  });
+
+  test("verifier record - verdicts a stopped verifier left in the store are handed over at the next start; invented ones never", async () => {
+    const id = `left-${process.pid}`;
+    const rec = new TournamentRecorder(store.db, id);
+    rec.start({
+      id,
+      question: "left behind",
+      candidates: [ADD, SUB, "print(5)"],
+      judge: "tests",
+      budget: 2,
+      seed: 1,
+      state: "judging",
+      modelId: null,
+      requestedBy: "ci-runner",
+    });
+    rec.comparison({ a: 0, b: 1, pA: 1, phase: 1 }, 0, false);
+    rec.comparison({ a: 1, b: 2, pA: 0.5, phase: 1 }, 1, true);
+    rec.done([0, 2, 1], [1, 0, -1], 2, 1);
+    const publisher = SpooledPublisher.open(bus, { dir: "", maxBytes: 1 << 20, logger: testLogger });
+    const outbox = new VerdictOutbox(store.db, publisher, testLogger);
+    assert.equal(outbox.pending(), 1);
+    const seen: PairwiseVerdict[] = [];
+    const consumer = await consumeVerdicts(bus, {
+      durable: `record-left-${process.pid}`,
+      logger: testLogger,
+      handler: (v) => {
+        if (v.tournamentId === id) seen.push(v);
+        return "ack";
+      },
+    });
+    try {
+      outbox.handOver();
+      assert.equal(outbox.pending(), 0);
+      await waitFor("the left-behind verdict", () => seen.length === 1);
+      assert.equal(await publisher.flush(5_000), true);
+      // A second start hands over nothing again.
+      outbox.handOver();
+      assert.equal(outbox.stats.handedOver, 1);
+    } finally {
+      await consumer.stop();
+      await publisher.close();
+    }
+    assert.equal(seen[0]?.candidateA, ADD);
+    assert.equal(seen[0]?.pA, 1);
   });
 });

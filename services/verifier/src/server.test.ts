@@ -30,7 +30,7 @@ import { RUN_CODE_ROLE, verifierConfigSchema } from "./config.js";
 import { openVerifierStore, type VerifierStore } from "./db/index.js";
 import { connectInference, type InferenceNode } from "./judges/inference.js";
 import { verifierServer } from "./server.js";
-import { UNKNOWN_MODEL_ID } from "./spool.js";
+import { UNKNOWN_MODEL_ID } from "./verdicts.js";
 
 const TOKEN = "server-test-token-0123456789";
 let dir: TempDir;

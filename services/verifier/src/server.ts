@@ -2,11 +2,11 @@
 // prompt's KV, then rank, streaming progress) and GetTournament (from the verifier's store).
 // What is stored is what happened: a call that is cancelled or fails is stored failed, never done; a judge
 // call that failed and was counted as a tie is stored as invented (and never published); a tournament none
-// of whose judge calls gave a verdict fails. Verdicts are published from the store by the VerdictSpool,
-// after the response, so NATS never holds up a call. The tests judge runs code: it needs a bearer token
+// of whose judge calls gave a verdict fails. Verdicts go to the bus's spool (VerdictOutbox), which never
+// waits on NATS, so NATS never holds up a call. The tests judge runs code: it needs a bearer token
 // whose identity holds RUN_CODE_ROLE, and that identity is stored with the tournament.
 import { randomUUID } from "node:crypto";
-import type { Bus } from "@specloop/bus";
+import { type Bus, SpooledPublisher } from "@specloop/bus";
 import {
   Judge,
   type SamplingParams,
@@ -52,8 +52,8 @@ import {
 } from "./options.js";
 import { TournamentRecorder } from "./record.js";
 import { Sandbox } from "./sandbox/index.js";
-import { VerdictSpool } from "./spool.js";
 import { type Comparison, type PairJudge, rankByScore, runTournament } from "./tournament/index.js";
+import { VerdictOutbox } from "./verdicts.js";
 
 const JUDGE_TO_PROTO: Record<JudgeKind, Judge> = {
   pairwise: Judge.JUDGE_PAIRWISE,
@@ -88,8 +88,8 @@ export interface VerifierDeps {
   auth?: TokenAuth;
   /** The tests judge's sandbox, whose slots every call shares; made from the config when absent. */
   sandbox?: Sandbox;
-  /** Sends done tournaments' verdicts from the store; made from `bus` when absent. */
-  spool?: VerdictSpool;
+  /** Hands done tournaments' verdicts to the bus's spool; made from `bus` (memory only) when absent. */
+  outbox?: VerdictOutbox;
 }
 
 /** The sandbox the config describes. */
@@ -234,7 +234,19 @@ export function verifierServer(deps: VerifierDeps): VerifierServer {
   const { db, config } = deps;
   const auth = deps.auth ?? new TokenAuth([]);
   const sandbox = deps.sandbox ?? sandboxFor(config);
-  const spool = deps.spool ?? new VerdictSpool(db, deps.bus, deps.logger);
+  const outbox =
+    deps.outbox ??
+    new VerdictOutbox(
+      db,
+      deps.bus === undefined
+        ? undefined
+        : SpooledPublisher.open(deps.bus, {
+            dir: "",
+            maxBytes: config.bus.spool.maxBytes,
+            logger: deps.logger,
+          }),
+      deps.logger,
+    );
   const judgeDeps = { ...deps, sandbox };
 
   /** The caller's identity when the judge runs code (which needs the role); null otherwise. */
@@ -245,7 +257,7 @@ export function verifierServer(deps: VerifierDeps): VerifierServer {
     return who.name;
   }
 
-  /** Records the outcome, or the failure, as it happened; a done tournament's verdicts go to the spool. */
+  /** Records the outcome, or the failure, as it happened; a done tournament's verdicts go to the outbox. */
   async function finish(
     rec: TournamentRecorder,
     ctx: CallContext,
@@ -269,7 +281,7 @@ export function verifierServer(deps: VerifierDeps): VerifierServer {
       throw err;
     }
     rec.done(judged.ranking, judged.scores, judged.calls, judged.real);
-    spool.nudge();
+    outbox.handOver();
     return loadTournament(db, rec.id) as Tournament;
   }
 

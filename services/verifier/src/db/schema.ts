@@ -86,13 +86,16 @@ export const comparisons = sqliteTable(
     judgedAt: integer("judged_at", { mode: "timestamp_ms" }).notNull().default(nowMs),
     /** The judge call failed and the failure policy counted a tie: no verdict, never published. */
     invented: integer("invented", { mode: "boolean" }).notNull().default(false),
-    /** When the verdict reached the verdict stream; null until then (the store is the publish spool). */
+    /**
+     * When the verdict left the store's outbox: handed to the bus's spool, which delivers it (or found not
+     * publishable). Null while it waits; invented ties and unfinished tournaments' comparisons never leave.
+     */
     publishedAt: integer("published_at", { mode: "timestamp_ms" }),
   },
   (t) => [
     primaryKey({ name: "comparisons_pk", columns: [t.tournamentId, t.idx] }),
     index("comparisons_judged_at_idx").on(t.judgedAt),
-    // The publish spool: verdicts not yet on the stream (real ones of done tournaments are sent).
+    // The outbox: verdicts not yet handed to the bus's spool (real ones of done tournaments are).
     index("comparisons_unpublished_idx")
       .on(t.tournamentId, t.idx)
       .where(sql`published_at is null and invented = 0`),
