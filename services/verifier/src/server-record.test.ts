@@ -17,6 +17,7 @@ import {
   type PairwiseVerdict,
   RankRequest,
   RankResponse,
+  SolveRequest,
   TournamentState,
   VerifierClient,
   VerifierService,
@@ -186,6 +187,15 @@ describe("verifier record - who may run code", () => {
     // The model judges run no code: no token needed (the node is down here, hence UNAVAILABLE).
     const pairwise = await failure(rank({ candidates: ["a", "b"] }, new Metadata()));
     assert.equal(pairwise.code, status.UNAVAILABLE);
+
+    // Solve with the tests judge runs the model's code: the same gate.
+    const solveNone = await new Promise<ServiceError | undefined>((resolve) => {
+      const stream = client.solve(SolveRequest.fromPartial({ question: "q", n: 2, options: testsOptions() }));
+      stream.on("data", () => undefined);
+      stream.on("error", resolve);
+      stream.on("end", () => resolve(undefined));
+    });
+    assert.equal(solveNone?.code, status.UNAUTHENTICATED);
 
     const { tournament } = await rank(request);
     assert.equal(tournament?.state, TournamentState.TOURNAMENT_STATE_DONE);
