@@ -9,12 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { ChannelCredentials, credentials, Metadata, type ServiceError, status } from "@grpc/grpc-js";
-import {
-  CompleteRequest,
-  CompleteResponse,
-  InferenceClient,
-  type InferenceServer,
-} from "@specloop/proto";
+import { CompleteRequest, CompleteResponse, InferenceClient, type InferenceServer } from "@specloop/proto";
 import { loadConfig } from "../config.js";
 import { serverConfigSchema, serviceConfigSchema } from "../config-sections.js";
 import { ConfigError } from "../errors.js";
