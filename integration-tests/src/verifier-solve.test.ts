@@ -356,6 +356,28 @@ describe("verifier solve - against a real inference node", () => {
     const verdicts = await verdictsOf(t.tournamentId, 2);
     assert.equal(verdicts.length, 2);
     for (const v of verdicts) assert.ok(v.candidateA === candidates[0] || v.candidateB === candidates[0]);
+
+    // When every judge call fails, invented ties rank nothing: the call fails and the tournament with it.
+    const none = await call<RankResponse>((cb) =>
+      client.rank(
+        {
+          question: QUESTION,
+          candidates: [long("a"), long("b"), long("c")],
+          options: {
+            judge: Judge.JUDGE_PAIRWISE,
+            budget: 0,
+            seed: "3",
+            onJudgeFailure: JudgeFailurePolicy.JUDGE_FAILURE_POLICY_TIE,
+          },
+        },
+        cb,
+      ),
+    ).then(
+      () => assert.fail("a tournament of invented ties succeeded"),
+      (e: ServiceError) => e,
+    );
+    assert.equal(none.code, status.UNAVAILABLE, none.details);
+    assert.match(none.details, /none of its 3 judge calls gave a verdict/);
   });
 
   test("verifier solve - a node killed while sampling fails the Solve with UNAVAILABLE, and the tournament is stored as failed", async () => {

@@ -1,9 +1,8 @@
 // The Verifier's calls are gated and bounded, and what it records and publishes is what happened: over real
 // gRPC on loopback with a real SQLite store and a real nats-server. The tests judge needs a run-code token
 // and records who asked; bad input is INVALID_ARGUMENT naming the field (also values a typed client cannot
-// send: unknown enum numbers, written as raw protobuf); with NATS down a call answers at once and its
-// verdicts wait in the bus's spool until NATS is back; ties invented for failed judge calls are never a
-// ranking.
+// send: unknown enum numbers, written as raw protobuf); a machine that cannot sandbox says so; with NATS
+// down a call answers at once and its verdicts wait in the bus's spool until NATS is back.
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -32,7 +31,7 @@ import {
 import { freePort, type NatsServer, startNatsServer, type TempDir, tempDir } from "@specloop/testkit";
 import { eq } from "drizzle-orm";
 import { RUN_CODE_ROLE, type VerifierConfig, verifierConfigSchema } from "./config.js";
-import { comparisons, openVerifierStore, type VerifierStore } from "./db/index.js";
+import { comparisons, openVerifierStore, tournaments, type VerifierStore } from "./db/index.js";
 import { connectInference, type InferenceNode } from "./judges/inference.js";
 import { TournamentRecorder } from "./record.js";
 import { SANDBOX_REFUSED } from "./sandbox/test-support.js";
@@ -297,32 +296,33 @@ describe("verifier record - bounds", () => {
 });
 
 describe("verifier record - the record is true", () => {
-  test("verifier record - ties invented for every judge call are no ranking: FAILED, nothing published", async () => {
-    const err = await failure(
-      rank(
-        {
-          question: "invented",
-          candidates: [ADD, SUB, ADD],
-          options: testsOptions(JudgeFailurePolicy.JUDGE_FAILURE_POLICY_TIE),
-        },
-        bearerMetadata(RUNNER),
-        broken,
-      ),
-    );
-    assert.equal(err.code, status.UNAVAILABLE);
-    assert.match(err.details, /none of its \d+ judge calls gave a verdict/);
-    const rows = store.db.$client
-      .prepare("select id, state, real_verdicts from tournaments where question = 'invented'")
-      .all() as { id: string; state: string; real_verdicts: number | null }[];
-    assert.equal(rows.length, 1);
-    assert.equal(rows[0]?.state, "failed");
-    const stored = store.db
-      .select()
-      .from(comparisons)
-      .where(eq(comparisons.tournamentId, rows[0]?.id ?? ""))
-      .all();
-    assert.ok(stored.length > 0);
-    assert.ok(stored.every((c) => c.invented && c.publishedAt === null));
+  test("verifier record - a machine that cannot sandbox answers FAILED_PRECONDITION whatever the failure policy", async () => {
+    for (const policy of [
+      JudgeFailurePolicy.JUDGE_FAILURE_POLICY_FAIL,
+      JudgeFailurePolicy.JUDGE_FAILURE_POLICY_TIE,
+    ]) {
+      const question = `no sandbox ${policy}`;
+      const err = await failure(
+        rank(
+          { question, candidates: [ADD, SUB, ADD], options: testsOptions(policy) },
+          bearerMetadata(RUNNER),
+          broken,
+        ),
+      );
+      assert.equal(err.code, status.FAILED_PRECONDITION, err.details);
+      assert.match(err.details, /cannot run the Python interpreter "no-such-python"/);
+      const row = store.db.select().from(tournaments).where(eq(tournaments.question, question)).get();
+      assert.equal(row?.state, "failed");
+      // Nothing was judged, so nothing was invented either.
+      assert.equal(
+        store.db
+          .select()
+          .from(comparisons)
+          .where(eq(comparisons.tournamentId, row?.id ?? ""))
+          .all().length,
+        0,
+      );
+    }
   });
 
   test("verifier record - with NATS down, Rank answers at once and its verdicts go once NATS is back", {

@@ -38,7 +38,7 @@ import {
   tournaments,
   type VerifierDb,
 } from "./db/index.js";
-import { JudgeFailedError } from "./errors.js";
+import { JudgeFailedError, SandboxUnavailableError } from "./errors.js";
 import type { InferenceNode } from "./judges/inference.js";
 import { pairwiseJudge, pointwiseScores } from "./judges/model.js";
 import { testsJudge } from "./judges/tests.js";
@@ -140,7 +140,8 @@ const pairKey = (a: number, b: number): string => (a < b ? `${a},${b}` : `${b},$
 
 /**
  * A judge call that fails becomes a JudgeFailedError, or, when the request said so, a tie that is
- * recorded in `invented` so it is stored as one and never published.
+ * recorded in `invented` so it is stored as one and never published. A sandbox this machine cannot run is
+ * no failed comparison: it fails the call as FAILED_PRECONDITION whatever the policy.
  */
 function guarded(
   judge: PairJudge,
@@ -152,7 +153,7 @@ function guarded(
     try {
       return await judge(a, b);
     } catch (err) {
-      if (ctx.signal.aborted) throw err;
+      if (ctx.signal.aborted || err instanceof SandboxUnavailableError) throw err;
       const why = err instanceof Error ? err.message : String(err);
       if (options.onFailure === "tie") {
         ctx.logger.warn({ a, b, err }, "judge failed; counted as an invented tie");
