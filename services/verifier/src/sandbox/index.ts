@@ -55,10 +55,13 @@ export interface RunRequest {
   signal?: AbortSignal;
 }
 
-/** What the self-check runs in a fresh sandbox before the first candidate of a language. */
+/**
+ * What the self-check runs in a fresh sandbox before the first candidate of a language: long enough for the
+ * memory watcher to read the sandbox a few times (a watcher that cannot would enforce nothing).
+ */
 const SELF_CHECK: Record<SandboxLanguage, string> = {
-  python: "print(6 * 7)",
-  javascript: "console.log(6 * 7)",
+  python: "import time\ntime.sleep(0.1)\nprint(6 * 7)",
+  javascript: "setTimeout(() => console.log(6 * 7), 100);",
 };
 const SELF_CHECK_MS = 10_000;
 /** A failed self-check is remembered this long, then tried again (bwrap may have been installed). */
@@ -149,6 +152,12 @@ export class Sandbox {
       throw new SandboxUnavailableError(
         `tests judge: the ${language} sandbox's self-check failed (${result.outcome}, exit ${result.exitCode}): ` +
           result.stderr.trim().slice(0, 500),
+      );
+    }
+    if (result.peakMemoryBytes === 0) {
+      throw new SandboxUnavailableError(
+        "tests judge: the verifier cannot read its sandboxes' memory (/proc/<pid>/root/proc), so it could not " +
+          "enforce the memory limit",
       );
     }
     return interpreter;
