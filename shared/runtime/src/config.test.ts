@@ -58,6 +58,7 @@ describe("config", () => {
       grpcPort: DEFAULT_GRPC_PORT,
       metricsPort: 0,
       shutdownGraceMs: DEFAULT_SHUTDOWN_GRACE_MS,
+      auth: { tokens: [] },
     });
     assert.equal(config.log.level, "info");
     assert.equal(config.bus.traceStream.maxBytes, 1 << 20);
