@@ -168,3 +168,29 @@ export {
   type SpecialTokenOverrides,
   Tokenizer,
 } from "./tokenizer/tokenizer.js";
+export {
+  buildDraftVocab,
+  DRAFT_VOCAB_KEY,
+  draftVocabMetadata,
+  parseDraftVocab,
+} from "./train/draft-vocab.js";
+export {
+  EagleHeadTrainer,
+  type EvaluateResult,
+  type ExportOptions,
+  TRAINER_CHECKPOINT_FORMAT,
+  type TrainStepResult,
+} from "./train/eagle-trainer.js";
+export type { EagleTrainingExample } from "./train/examples.js";
+export {
+  DEFAULT_EAGLE_TRAINER_OPTIONS,
+  defaultEagleTrainerOptions,
+  type EagleTrainerOptions,
+  parseEagleTrainerOptions,
+} from "./train/options.js";
+export {
+  type TargetExampleOptions,
+  type TrainerTarget,
+  targetExample,
+  trainerTarget,
+} from "./train/target.js";
