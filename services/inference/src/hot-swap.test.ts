@@ -3,10 +3,11 @@
 // stays exactly the target's; bad blobs are refused while the node keeps serving; every finished request
 // publishes its trace; fleet traces feed the suffix tree.
 import assert from "node:assert/strict";
+import { generateKeyPairSync } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
-import { type Bus, consumeTraces, SpeculatorRegistry } from "@specloop/bus";
-import { openTestBus, testBusConfig, waitFor } from "@specloop/bus/internal";
+import { type Bus, consumeTraces, ManifestSigner, SpeculatorRegistry } from "@specloop/bus";
+import { openTestBus, testBusConfig, testTraceLimits, waitFor } from "@specloop/bus/internal";
 import { GREEDY, generate, randomEagleWeights } from "@specloop/engine";
 import {
   Drafter,
@@ -36,10 +37,13 @@ before(async () => {
   nats = await startNatsServer();
   const busConfig = testBusConfig(nats.url);
   bus = await openTestBus(busConfig);
-  registry = await SpeculatorRegistry.open(bus.js);
+  // The trainer's key: the node trusts it, and refuses manifests it did not sign.
+  const signer = new ManifestSigner(generateKeyPairSync("ed25519").privateKey);
+  registry = await SpeculatorRegistry.open(bus.js, { signer });
   t = await startTestNode(
     {
       SPECLOOP_BUS__URLS: nats.url,
+      SPECLOOP_BUS__MANIFESTS__TRUSTED_KEYS: signer.publicKey,
       SPECLOOP_NODE__ID: "node-a",
       SPECLOOP_SPECULATION__DRAFT_MODEL_DIR: "",
       SPECLOOP_SPECULATION__MAX_DRAFT_TOKENS: "4",
@@ -167,6 +171,7 @@ describe("hot-swap", () => {
     const consumer = await consumeTraces(bus, {
       modelId: "tiny-code",
       durable: "test-canary",
+      limits: testTraceLimits,
       logger,
       handler: (t) => {
         seen.push(t);
@@ -185,8 +190,8 @@ describe("hot-swap", () => {
           }),
         ),
       );
-      await waitFor("every trace", () => ids.every((id) => seen.some((t) => t.requestId === id)), 10_000);
-      const ours = seen.filter((t) => ids.includes(t.requestId));
+      await waitFor("every trace", () => ids.every((id) => seen.some((t) => t.clientRequestId === id)), 10_000);
+      const ours = seen.filter((t) => ids.includes(t.clientRequestId));
       const canary = ours.filter((t) => t.speculatorRole === SpeculatorRole.SPECULATOR_ROLE_CANARY);
       assert.ok(
         canary.length > 0 && canary.length < ours.length,
@@ -210,6 +215,7 @@ describe("traces", () => {
     const consumer = await consumeTraces(bus, {
       modelId: "tiny-code",
       durable: "test-traces",
+      limits: testTraceLimits,
       logger,
       handler: (t) => {
         seen.push(t);
@@ -224,8 +230,8 @@ describe("traces", () => {
         domain: "c",
         speculation: { drafter: Drafter.DRAFTER_SUFFIX },
       });
-      await waitFor("the trace", () => seen.some((t) => t.requestId === "traced-1"), 10_000);
-      const t = seen.find((x) => x.requestId === "traced-1") as Trace;
+      await waitFor("the trace", () => seen.some((t) => t.clientRequestId === "traced-1"), 10_000);
+      const t = seen.find((x) => x.clientRequestId === "traced-1") as Trace;
       assert.equal(t.nodeId, "node-a");
       assert.equal(t.domain, "c");
       assert.deepEqual(

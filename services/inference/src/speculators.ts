@@ -3,7 +3,9 @@
 // (sha256 and size checked by the registry), validates it against the target (architecture, shapes,
 // dtypes: validateSpeculatorBlob), uploads the head beside the current one and switches between two
 // decoding turns (Scheduler.runExclusive), so no step ever sees half a swap. A blob that fails any check
-// is refused, counted and logged, and the node keeps serving what it had.
+// is refused, counted and logged, and the node keeps serving what it had. So is a registry entry the
+// registry refuses before any download (malformed, unsigned or badly signed, for another model or slot:
+// shared/bus/src/registry.ts); the watch goes on, and at start it offers each slot's newest valid entry.
 //
 // Canary: a configured share of eagle requests (the manifest's canary_share) is routed to the canary head;
 // the routing is per request, decided at admission, and traces and stats carry the version that drafted.
@@ -20,6 +22,7 @@ import {
   type SequenceView,
   type TargetFeatures,
 } from "@specloop/speculation";
+import type { Counter } from "prom-client";
 import type { NodeMetrics } from "./metrics.js";
 
 export type SpeculatorRoleName = SpeculatorSlot;
@@ -141,6 +144,8 @@ export interface SwapperOptions {
   /** Runs `fn` between two decoding turns (the scheduler's). */
   atStepBoundary: <T>(fn: () => Promise<T>) => Promise<T>;
   metrics: NodeMetrics;
+  /** Counts registry entries refused before any download, by slot and reason. */
+  manifestRefusals?: Counter<"role" | "reason">;
   logger: Logger;
   /** Called after each install or refusal (tests wait on it). */
   onOutcome?: (outcome: SwapOutcome) => void;
@@ -184,6 +189,24 @@ export class SpeculatorSwapper {
   }
 
   private enqueue(update: ManifestUpdate): void {
+    if (update.refused !== undefined) {
+      // Refused before any download: counted and logged; the slot keeps what it serves and what is pending.
+      const { reason, message } = update.refused;
+      this.options.metrics.swaps.inc({ role: update.slot, outcome: "refused" });
+      this.options.manifestRefusals?.inc({ role: update.slot, reason });
+      this.options.logger.warn(
+        { role: update.slot, revision: update.revision, reason, err: message },
+        "speculators: refused a registry entry; serving what was loaded",
+      );
+      this.record({
+        role: update.slot,
+        versionId: "",
+        outcome: "refused",
+        error: update.refused,
+        seconds: 0,
+      });
+      return;
+    }
     this.pending.set(update.slot, update);
     if (!this.busy.has(update.slot)) {
       const p = this.drain(update.slot).finally(() => this.inflight.delete(p));
@@ -203,15 +226,17 @@ export class SpeculatorSwapper {
     }
   }
 
+  private record(outcome: SwapOutcome): void {
+    this.outcomes.push(outcome);
+    if (this.outcomes.length > 100) this.outcomes.shift();
+    this.options.onOutcome?.(outcome);
+  }
+
   private async apply(role: SpeculatorRoleName, manifest: SpeculatorManifest | undefined): Promise<void> {
     const { eagle, metrics, logger } = this.options;
     const t0 = performance.now();
-    const done = (o: Omit<SwapOutcome, "seconds">) => {
-      const outcome = { ...o, seconds: (performance.now() - t0) / 1000 };
-      this.outcomes.push(outcome);
-      if (this.outcomes.length > 100) this.outcomes.shift();
-      this.options.onOutcome?.(outcome);
-    };
+    const done = (o: Omit<SwapOutcome, "seconds">) =>
+      this.record({ ...o, seconds: (performance.now() - t0) / 1000 });
     if (manifest === undefined) {
       await this.options.atStepBoundary(async () => eagle.clear(role));
       metrics.swaps.inc({ role, outcome: "cleared" });

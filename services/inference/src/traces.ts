@@ -1,8 +1,17 @@
 // Traces: what the node tells the trainer about every finished request (proto/specloop/v1/trace.proto),
 // built from the decoder's step records and published to JetStream in chunks under the message limit.
-// Publishing never blocks or fails a request: traces wait in a bounded buffer drained by one loop, and a
-// trace that finds the buffer full (NATS slow or down) is dropped and counted.
-import { type Bus, chunkTrace, publishTrace } from "@specloop/bus";
+// Publishing never blocks or fails a request: traces go through a spool (SpooledPublisher) that keeps
+// them, in order, on disk while NATS is away; only a trace beyond the spool's byte bound is dropped, and
+// counted.
+import {
+  type Bus,
+  chunkTrace,
+  encodeTrace,
+  SpooledPublisher,
+  type SpoolMessage,
+  traceSubject,
+} from "@specloop/bus";
+import { f32ToF16Bits } from "@specloop/engine";
 import {
   drafterToProto,
   FinishReason,
@@ -25,34 +34,6 @@ export interface TraceContext {
 }
 
 type DrafterRequested = FinishedRequest["request"]["requestedDrafter"];
-
-/** IEEE half precision bits of an f32 (round to nearest even; overflow to infinity). */
-export function f32ToF16Bits(value: number): number {
-  const f32 = new Float32Array(1);
-  const u32 = new Uint32Array(f32.buffer);
-  f32[0] = value;
-  const x = u32[0] as number;
-  const sign = (x >>> 16) & 0x8000;
-  const exp = (x >>> 23) & 0xff;
-  let mant = x & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant !== 0 ? 0x200 : 0);
-  const e = exp - 127 + 15;
-  if (e >= 0x1f) return sign | 0x7c00;
-  if (e <= 0) {
-    if (e < -10) return sign;
-    mant |= 0x800000;
-    const shift = 14 - e;
-    let half = mant >>> shift;
-    const rem = mant & ((1 << shift) - 1);
-    const mid = 1 << (shift - 1);
-    if (rem > mid || (rem === mid && (half & 1) === 1)) half++;
-    return sign | half;
-  }
-  let half = (e << 10) | (mant >>> 13);
-  const rem = mant & 0x1fff;
-  if (rem > 0x1000 || (rem === 0x1000 && (half & 1) === 1)) half++; // a carry rounds up the exponent
-  return sign | half;
-}
 
 function hiddenOf(result: FinishedRequest, hiddenSize: number): HiddenFeatures | undefined {
   const c = result.seq.captured;
@@ -131,73 +112,110 @@ export function buildTrace(result: FinishedRequest, ctx: TraceContext, hiddenSiz
 }
 
 export interface TracePublisherStats {
+  /** Traces whose every chunk the stream acknowledged. */
   published: number;
+  /** Traces dropped: over the spool's bound, too large to chunk, or refused by the server. */
   dropped: number;
+  /** Of those, refused by the server (no permission, over the stream's message limit). */
   failed: number;
 }
 
+export type TraceDropReason = "buffer_full" | "publish_failed" | "too_large";
+
+export interface TracePublisherOptions {
+  /** Directory of the spool (traces wait there while the bus is away); empty: memory only. */
+  spoolDir: string;
+  /** Bytes of traces waiting, memory and disk together; a trace beyond is dropped and counted. */
+  maxBytes: number;
+  /** Largest message: a longer request's trace is chunked under it. */
+  maxMessageBytes: number;
+  onPublished?: () => void;
+  onDropped?: (reason: TraceDropReason) => void;
+}
+
+/**
+ * Chunks each trace and hands the chunks to a SpooledPublisher (shared/bus/src/spool.ts): published in
+ * the order requests finished, kept on disk while the bus is away, never waiting in offer().
+ */
 export class TracePublisher {
-  private readonly buffer: Trace[] = [];
-  private pumping: Promise<void> | undefined;
+  private readonly spool: SpooledPublisher;
+  /** The last chunk's msgId of each trace offered and not yet published or dropped, by trace. */
+  private readonly waiting = new Map<string, string>();
   readonly stats: TracePublisherStats = { published: 0, dropped: 0, failed: 0 };
 
   constructor(
-    private readonly bus: Bus,
+    bus: Bus,
     private readonly logger: Logger,
-    private readonly options: {
-      bufferSize: number;
-      maxMessageBytes: number;
-      onPublished?: () => void;
-      onDropped?: (reason: "buffer_full" | "publish_failed" | "too_large") => void;
-    },
-  ) {}
-
-  get pending(): number {
-    return this.buffer.length;
-  }
-
-  /** Queues a trace; false (and counted) when the buffer is full. Never throws. */
-  offer(trace: Trace): boolean {
-    if (this.buffer.length >= this.options.bufferSize) {
-      this.stats.dropped++;
-      this.options.onDropped?.("buffer_full");
-      return false;
-    }
-    this.buffer.push(trace);
-    this.pumping ??= this.pump().finally(() => {
-      this.pumping = undefined;
-    });
-    return true;
-  }
-
-  /** Waits (at most timeoutMs) for the buffer to drain. */
-  async flush(timeoutMs: number): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while ((this.buffer.length > 0 || this.pumping !== undefined) && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 10));
-    }
-  }
-
-  private async pump(): Promise<void> {
-    for (let trace = this.buffer.shift(); trace !== undefined; trace = this.buffer.shift()) {
-      let chunks: Trace[];
-      try {
-        chunks = chunkTrace(trace, this.options.maxMessageBytes);
-      } catch (err) {
-        this.stats.dropped++;
-        this.options.onDropped?.("too_large");
-        this.logger.warn({ err, requestId: trace.requestId }, "trace: cannot be chunked; dropped");
-        continue;
-      }
-      try {
-        for (const chunk of chunks) await publishTrace(this.bus.js, chunk, { timeoutMs: 5_000 });
+    private readonly options: TracePublisherOptions,
+  ) {
+    this.spool = SpooledPublisher.open(bus, {
+      dir: options.spoolDir,
+      maxBytes: options.maxBytes,
+      logger,
+      onPublished: (m) => {
+        const key = traceOf(m.msgId);
+        if (this.waiting.get(key) !== m.msgId) return;
+        this.waiting.delete(key);
         this.stats.published++;
         this.options.onPublished?.();
-      } catch (err) {
-        this.stats.failed++;
-        this.options.onDropped?.("publish_failed");
-        this.logger.warn({ err, requestId: trace.requestId }, "trace: publish failed; dropped");
-      }
-    }
+      },
+      onDropped: (m, reason) => {
+        if (reason === "rejected") {
+          this.stats.failed++;
+          this.logger.warn({ msgId: m.msgId }, "trace: the server refused a chunk; its trace is dropped");
+        }
+        // Counted once per trace, at the first of its chunks dropped (all of them, when the spool is full).
+        if (this.waiting.delete(traceOf(m.msgId))) {
+          this.drop(reason === "full" ? "buffer_full" : "publish_failed");
+        }
+      },
+    });
   }
+
+  /** Bytes of traces waiting to be published. */
+  get pendingBytes(): number {
+    return this.spool.stats().pendingBytes;
+  }
+
+  /** Queues a trace (all its chunks); false (and counted) when it is dropped. Never throws or waits. */
+  offer(trace: Trace): boolean {
+    let chunks: Trace[];
+    let messages: SpoolMessage[];
+    try {
+      chunks = chunkTrace(trace, this.options.maxMessageBytes);
+      messages = chunks.map((chunk) => ({
+        subject: traceSubject(chunk.modelId),
+        data: encodeTrace(chunk, this.options.maxMessageBytes),
+        msgId: chunk.traceId,
+      }));
+    } catch (err) {
+      this.drop("too_large");
+      this.logger.warn({ err, requestId: trace.requestId }, "trace: cannot be chunked; dropped");
+      return false;
+    }
+    const last = messages.at(-1);
+    if (last === undefined) return false;
+    this.waiting.set(traceOf(last.msgId), last.msgId);
+    return this.spool.offer(messages);
+  }
+
+  /** Waits (at most timeoutMs) for every queued trace to be published; true when none is left. */
+  flush(timeoutMs: number): Promise<boolean> {
+    return this.spool.flush(timeoutMs);
+  }
+
+  /** Stops publishing; with a spool directory, what still waits is published by the next node process. */
+  close(): Promise<void> {
+    return this.spool.close();
+  }
+
+  private drop(reason: TraceDropReason): void {
+    this.stats.dropped++;
+    this.options.onDropped?.(reason);
+  }
+}
+
+/** The trace a chunk's id belongs to (chunk ids are `<request id>:<chunk index>`: chunkTraceId). */
+function traceOf(msgId: string): string {
+  return msgId.slice(0, msgId.lastIndexOf(":"));
 }

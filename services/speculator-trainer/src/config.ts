@@ -8,6 +8,11 @@ import type { TrainingConfig } from "./db/index.js";
 export const DEFAULT_TRAINER_GRPC_PORT = 50052;
 export const DEFAULT_TRAINER_DB = ".data/speculator-trainer.sqlite";
 export const DEFAULT_MODEL_ID = "tiny-code";
+/** The default model's (tiny-code's) vocabulary and context: set both for any other model. */
+export const DEFAULT_INTAKE_VOCAB_SIZE = 8192;
+export const DEFAULT_INTAKE_MAX_TOKENS = 1024;
+/** As long as the trace stream keeps traces by default: past it, nothing is left to resume anyway. */
+export const DEFAULT_INTAKE_CONSUMER_INACTIVE_MS = 24 * 3_600_000;
 
 /** What a model's training starts with until an operator changes it (UpdateTrainingConfig). */
 export const DEFAULT_TRAINING_CONFIG: Readonly<TrainingConfig> = Object.freeze({
@@ -31,6 +36,17 @@ export const trainerConfigSchema = serviceConfigSchema.extend({
     /** The target model whose speculator this trainer learns (the nodes' model id). */
     modelId: z.string().min(1).default(DEFAULT_MODEL_ID),
   }),
+  /** Trace intake (intake.ts): what every trace is checked against, and the trainer's consumer. */
+  intake: z
+    .object({
+      /** Token ids in a trace must be below this: the target model's vocabulary size. */
+      vocabSize: z.int().min(1).default(DEFAULT_INTAKE_VOCAB_SIZE),
+      /** Prompt plus output tokens of a trace: the target model's context length. */
+      maxTokens: z.int().min(1).default(DEFAULT_INTAKE_MAX_TOKENS),
+      /** The server removes this model's consumer once the trainer has been gone this long. */
+      consumerInactiveMs: z.int().min(60_000).default(DEFAULT_INTAKE_CONSUMER_INACTIVE_MS),
+    })
+    .prefault({}),
   store: z.object({
     /** SQLite file holding versions, their events and the training state. */
     path: z.string().min(1).default(DEFAULT_TRAINER_DB),

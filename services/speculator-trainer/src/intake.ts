@@ -1,11 +1,24 @@
-// Trace intake: the trainer's durable consumer of its model's traces. Each decoded trace is counted in
-// the trainer's state (traces_consumed, last_trace_seq) and acknowledged; a malformed one is terminated
-// by the bus and counted as rejected (traces_rejected), never crashing the loop. The learning step that
-// turns traces into speculator weights plugs in here with the trainer issue.
-import { type Bus, CONSUMERS, consumeTraces, type RunningConsumer } from "@specloop/bus";
+// Trace intake: the trainer's durable consumer of its model's traces, one per model
+// (trainerTracesConsumer), removed by the server once the trainer has been gone for
+// intake.consumer_inactive_ms. Every trace is checked against the model's vocabulary and context
+// (intake.vocab_size, intake.max_tokens: trace-validate.ts in the bus) before it counts; a trace that
+// does not decode or breaks a limit is terminated by the bus and counted as rejected (traces_rejected),
+// never crashing the loop. A valid one is counted in the trainer's state (traces_consumed,
+// last_trace_seq), joined with the rest of its request when the node published it in chunks
+// (TraceAssembler), handed whole to the training loop (`onTrace`: the replay buffer and the gate), and then
+// acknowledged: a trace is acked once it is in the buffer.
+import {
+  type Bus,
+  consumeTraces,
+  TraceAssembler,
+  type RunningConsumer,
+  TraceRejectedError,
+  trainerTracesConsumer,
+} from "@specloop/bus";
+import type { Trace } from "@specloop/proto";
 import type { Logger } from "@specloop/runtime";
 import { eq, sql } from "drizzle-orm";
-import { DEFAULT_TRAINING_CONFIG } from "./config.js";
+import { DEFAULT_TRAINING_CONFIG, type TrainerConfig, trainerConfigSchema } from "./config.js";
 import { type TrainerDb, trainerState } from "./db/index.js";
 
 /** Makes sure the model has a state row (default config) so counters can be incremented in place. */
@@ -16,19 +29,34 @@ export function ensureTrainerState(db: TrainerDb, modelId: string): void {
     .run();
 }
 
+export type IntakeConfig = TrainerConfig["intake"];
+
+/** The intake's defaults (the config's `intake:` section with nothing set). */
+export function defaultIntakeConfig(): IntakeConfig {
+  return trainerConfigSchema.shape.intake.parse({});
+}
+
 export async function startTraceIntake(
   bus: Bus,
   db: TrainerDb,
   modelId: string,
   logger: Logger,
+  intake: IntakeConfig = defaultIntakeConfig(),
+  /** Each whole trace (chunks joined), before it is acknowledged. */
+  onTrace?: (trace: Trace) => void,
 ): Promise<RunningConsumer> {
   ensureTrainerState(db, modelId);
+  const assembler = new TraceAssembler();
   const byModel = eq(trainerState.modelId, modelId);
   return consumeTraces(bus, {
-    durable: CONSUMERS.trainerTraces,
+    durable: trainerTracesConsumer(modelId),
     modelId,
+    limits: { vocabSize: intake.vocabSize, maxTokens: intake.maxTokens },
+    inactiveThresholdMs: intake.consumerInactiveMs,
     logger,
-    handler: (_trace, delivery) => {
+    handler: (trace, delivery) => {
+      const whole = assembler.add(trace);
+      if (whole !== undefined) onTrace?.(whole);
       db.update(trainerState)
         .set({
           tracesConsumed: sql`${trainerState.tracesConsumed} + 1`,
@@ -39,7 +67,15 @@ export async function startTraceIntake(
         .run();
       return "ack";
     },
-    onPoison: () => {
+    onPoison: (delivery, err) => {
+      logger.warn(
+        {
+          seq: delivery.seq,
+          reason: err instanceof TraceRejectedError ? err.reason : "undecodable",
+          err: err instanceof Error ? err.message : String(err),
+        },
+        "intake: refused a trace",
+      );
       db.update(trainerState)
         .set({ tracesRejected: sql`${trainerState.tracesRejected} + 1`, updatedAt: new Date() })
         .where(byModel)

@@ -55,6 +55,8 @@ export {
   SPECULATOR_ROLES,
   type SpeculatorSlot,
   sanitizeToken,
+  TRACE_STREAM,
+  traceSubject,
   trainerTracesConsumer,
   unsanitizeToken,
 } from "./names.js";

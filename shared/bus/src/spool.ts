@@ -8,9 +8,9 @@
 //   await spool.close();                           // what still waits stays on disk for the next open()
 //
 // While the bus is up, offered messages wait in memory and one loop publishes them, one at a time, each
-// acknowledged by the stream before the next (so the stream holds them in offer order). When a publish
-// fails for want of the bus (timeout, disconnect, no responders) the loop writes everything waiting to
-// disk and offers go there too, until the disk is drained; retries back off up to 2 s and restart at once
+// acknowledged by the stream before the next (so the stream holds them in offer order). When the
+// connection drops, or a publish fails for want of the bus (timeout, no responders), everything waiting
+// is written to disk and offers go there too, until the disk is drained; retries back off up to 2 s and restart at once
 // when the connection comes back. A message the server refuses for good (no permission, too large) is
 // dropped ("rejected"); one that would take the spool over maxBytes is dropped ("full"); both are counted
 // and told to onDropped. Every message keeps its Nats-Msg-Id, so one sent twice (a publish that timed out
@@ -63,6 +63,8 @@ export class SpooledPublisher {
   private woken = false;
   /** The connection came back since the last failed publish: retry now, not after the back-off. */
   private reconnected = false;
+  /** The bus is away (disconnected, or the last publish failed): offers go to disk, not memory. */
+  private away = false;
   private readonly loop: Promise<void>;
   /** Set while a message taken from memory is being published (it may be moved to disk meanwhile). */
   private inflight: SpoolMessage | undefined;
@@ -144,9 +146,9 @@ export class SpooledPublisher {
 
   private enqueue(m: SpoolMessage): void {
     const log = this.log;
-    // Memory while the disk is empty (then memory holds every waiting message, in order); the disk as
-    // soon as anything is there, so nothing overtakes what waits on disk.
-    if (log === undefined || (log.empty && this.memoryBytes + recordSize(m) <= MEMORY_BYTES)) {
+    // Memory while the bus is up and the disk is empty (then memory holds every waiting message, in
+    // order); the disk while the bus is away or anything is there, so nothing overtakes what waits on disk.
+    if (log === undefined || (!this.away && log.empty && this.memoryBytes + recordSize(m) <= MEMORY_BYTES)) {
       this.memory.push(m);
       this.memoryBytes += recordSize(m);
       return;
@@ -214,6 +216,7 @@ export class SpooledPublisher {
       if (failure === undefined || !transient) {
         await this.remove(fromDisk);
         if (failure === undefined) {
+          this.away = false;
           this.counts.published++;
           this.options.onPublished?.(message);
         } else {
@@ -237,6 +240,7 @@ export class SpooledPublisher {
       }
       // The bus is away: what waits goes to disk now, and what comes next follows it there. Offers do
       // not cut the back-off short (they would spin the loop on a bus that fails fast); a reconnect does.
+      this.away = true;
       this.spill();
       this.reconnected = false;
       await this.sleep(retryMs, () => this.reconnected || this.closed);
@@ -287,6 +291,14 @@ export class SpooledPublisher {
       if (s.type === "reconnect") {
         this.reconnected = true;
         this.signal();
+      } else if (s.type === "disconnect") {
+        // Away: what waits goes to disk now (not after a publish times out), and offers follow it.
+        this.away = true;
+        try {
+          this.spill();
+        } catch (err) {
+          this.options.logger.error({ err }, "spool: cannot write to the spool directory");
+        }
       }
     }
   }
