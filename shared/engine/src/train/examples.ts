@@ -31,6 +31,11 @@ export interface EagleTrainingExample {
   /**
    * Rejected proposals: at position positions[j] the drafter proposed tokens[j] as token positions[j] + 1
    * and the target rejected it (the negative signal; see EagleTrainerOptions.rejectedWeight).
+   *
+   * From a trace (proto specloop.v1.VerificationStep): a proposed node whose ancestors were all accepted
+   * and that stands for token index q (prompt length + output_offset + its depth) gives its target top-k
+   * row at position q - 1 (targetTopK), and, if it was not accepted, a rejected entry (q - 1, its token).
+   * Nodes under a rejected one saw a context that was never committed and carry nothing here.
    */
   rejected?: { positions: Int32Array; tokens: Int32Array };
 }
