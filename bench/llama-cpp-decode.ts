@@ -1,12 +1,15 @@
 // llama.cpp beside the engine's cpu backend, on the same weights and token ids, through npm node-llama-cpp
-// (its prebuilt CPU binary; a root devDependency whose install script is switched off in package.json's
-// allowScripts, so nothing is downloaded or built at install):
+// (its prebuilt CPU binary). node-llama-cpp is not a dependency of the workspace (its prebuilt binaries
+// weigh 669 MB): install it for this benchmark only, without touching package.json or the lock,
+//   npm install --no-save node-llama-cpp
+// (its install script stays off through package.json's allowScripts, so nothing is downloaded or built but
+// the package); the benchmark fails with that command when the package is missing.
 //   node --conditions=source --import tsx bench/llama-cpp-decode.ts [--gguf models/tiny-code/gguf/tiny-code-bf16.gguf]
 //        [--model models/tiny-code] [--threads 1,<all>] [--prompt 16] [--new 128] [--runs 5] [--verify 1,2,4,8,16]
 //        [--verify-cached 64] [--no-engine] [--wait-idle SECONDS] [--out bench/results/llama-cpp-decode.json]
 // The GGUF is made by llama.cpp's own converter (bench/results/cpu-decode.md gives the command and its
-// sha256); it is not committed. When the binding or the file is missing, the benchmark prints why and exits
-// 0 with `skipped` in its JSON, so it never fails a machine that lacks them.
+// sha256); it is not committed. When the file is missing, or the package has no prebuilt binary for this
+// machine, the benchmark prints why and exits 0 with `skipped` in its JSON.
 //
 // Decode: greedy (temperature 0) from benchPrompt(0, --prompt) for --new tokens, one sequence, EOS not
 // stopping (yieldEogToken), timed as the engine's generate() counts it: from the first token (the prefill's)
@@ -64,17 +67,56 @@ if (!existsSync(ggufPath)) {
   );
 }
 
-type NodeLlamaCpp = typeof import("node-llama-cpp");
+// The part of node-llama-cpp 3.x this benchmark calls, declared here: the package is installed on demand,
+// so the workspace typechecks without it (tokens are plain numbers here, branded ones there).
+interface LlamaSequence {
+  clearHistory(): Promise<void>;
+  evaluate(tokens: number[], options: { temperature: number; yieldEogToken: boolean }): AsyncIterable<number>;
+  evaluateWithoutGeneratingNewTokens(tokens: number[]): Promise<void>;
+  controlledEvaluate(input: [number, { generateNext: { token: boolean } }][]): Promise<unknown>;
+}
+interface LlamaContext {
+  getSequence(): LlamaSequence;
+  dispose(): Promise<void>;
+}
+interface LlamaModel {
+  createContext(options: {
+    contextSize: number;
+    batchSize: number;
+    sequences: number;
+    threads: { ideal: number; min: number };
+  }): Promise<LlamaContext>;
+  dispose(): Promise<void>;
+}
+interface Llama {
+  readonly buildType: string;
+  loadModel(options: { modelPath: string; gpuLayers: number }): Promise<LlamaModel>;
+  dispose(): Promise<void>;
+}
+interface NodeLlamaCpp {
+  getLlama(options: { gpu: false; build: "never"; maxThreads: number; logLevel: string }): Promise<Llama>;
+  LlamaLogLevel: { error: string };
+}
+
+const INSTALL_COMMAND = "npm install --no-save node-llama-cpp";
+// A specifier in a variable: TypeScript does not resolve it, so a missing package is a runtime matter.
+const LIBRARY: string = "node-llama-cpp";
 let lib: NodeLlamaCpp;
 try {
-  lib = await import("node-llama-cpp");
+  lib = (await import(LIBRARY)) as NodeLlamaCpp;
 } catch (err) {
-  skip(`node-llama-cpp is not installed (${err instanceof Error ? err.message : String(err)})`);
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code !== "ERR_MODULE_NOT_FOUND") throw err;
+  console.error(
+    `[llama-cpp-decode] node-llama-cpp is not installed (it is not a workspace dependency).\n` +
+      `Install it for this benchmark, without changing package.json or the lock:\n  ${INSTALL_COMMAND}`,
+  );
+  process.exit(1);
 }
 
 // build "never": use a prebuilt binary or fail, never compile llama.cpp here; CPU only, as the engine's
 // cpu backend. maxThreads 0: each context's `threads` is the exact number it runs on.
-let llama: Awaited<ReturnType<NodeLlamaCpp["getLlama"]>>;
+let llama: Llama;
 try {
   llama = await lib.getLlama({
     gpu: false,
@@ -92,16 +134,11 @@ const idleAtStart = waitIdle === undefined ? undefined : await waitForIdle(Numbe
 const config = JSON.parse(readFileSync(join(modelDir, "config.json"), "utf8")) as { vocab_size: number };
 const prompt = benchPrompt(0, promptLen, config.vocab_size);
 const model = await llama.loadModel({ modelPath: ggufPath, gpuLayers: 0 });
-type Token = Parameters<typeof model.detokenize>[0][number];
-const promptTokens = prompt as Token[];
+const promptTokens = prompt;
 
 /** One greedy decode of `n` tokens from a cleared sequence: seconds from the first token to the last. */
 async function decode(
-  sequence: Awaited<ReturnType<typeof model.createContext>> extends infer C
-    ? C extends { getSequence(): infer S }
-      ? S
-      : never
-    : never,
+  sequence: LlamaSequence,
   n: number,
 ): Promise<{ seconds: number; tokens: number[]; prefillSeconds: number }> {
   await sequence.clearHistory();
@@ -168,7 +205,7 @@ for (const threads of threadCounts) {
   // Verification-shaped passes: k tokens after verifyCached cached ones in one evaluation, logits wanted for
   // every one (what the engine's bench/cpu-decode.ts verify section runs), round robin over the ks.
   if (verifyKs.length > 0) {
-    const tokens = benchPrompt(0, verifyCached + Math.max(...verifyKs), config.vocab_size) as Token[];
+    const tokens = benchPrompt(0, verifyCached + Math.max(...verifyKs), config.vocab_size);
     const samples = new Map<number, number[]>(verifyKs.map((k) => [k, []]));
     for (let s = 0; s < 13; s++) {
       for (const k of verifyKs) {

@@ -2,6 +2,7 @@
 // Regenerate with `npm run proto:gen`; never edit src/gen by hand.
 import { fileURLToPath } from "node:url";
 
+export { DESCRIPTOR_SET_FILE, fileDescriptorProtos } from "./descriptors.js";
 export { DRAFTER_NAMES, type DrafterName, drafterFromProto, drafterToProto } from "./drafters.js";
 export * from "./gen/specloop/v1/common.js";
 export * from "./gen/specloop/v1/inference.js";
