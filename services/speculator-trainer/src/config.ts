@@ -1,6 +1,7 @@
 // The speculator-trainer's configuration: the runtime kit's server and log sections plus its own.
 // Every key can come from YAML or from SPECLOOP_<PATH> (e.g. SPECLOOP_TRAINER__MODEL_ID).
 import { busConfigSchema } from "@specloop/bus";
+import { BACKEND_CHOICES } from "@specloop/engine";
 import { serverConfigSchema, serviceConfigSchema } from "@specloop/runtime";
 import { z } from "zod";
 import type { TrainingConfig } from "./db/index.js";
@@ -8,6 +9,7 @@ import type { TrainingConfig } from "./db/index.js";
 export const DEFAULT_TRAINER_GRPC_PORT = 50052;
 export const DEFAULT_TRAINER_DB = ".data/speculator-trainer.sqlite";
 export const DEFAULT_MODEL_ID = "tiny-code";
+export const DEFAULT_TRAINER_MODEL_DIR = "models/tiny-code";
 /** The default model's (tiny-code's) vocabulary and context: set both for any other model. */
 export const DEFAULT_INTAKE_VOCAB_SIZE = 8192;
 export const DEFAULT_INTAKE_MAX_TOKENS = 1024;
@@ -35,7 +37,41 @@ export const trainerConfigSchema = serviceConfigSchema.extend({
   trainer: z.object({
     /** The target model whose speculator this trainer learns (the nodes' model id). */
     modelId: z.string().min(1).default(DEFAULT_MODEL_ID),
+    /** The trainer's own copy of the target (a Hugging Face directory): it recomputes features from it. */
+    modelDir: z.string().min(1).default(DEFAULT_TRAINER_MODEL_DIR),
+    /** Engine backend of that copy. */
+    backend: z.enum(BACKEND_CHOICES).default("cpu"),
+    /** Threads of the cpu backend (0: every core). */
+    cpuThreads: z.int().min(0).default(0),
+    /** Train the head at all (off: the trainer only serves its API and counts traces). */
+    enabled: z.boolean().default(true),
+    /** Target layers the head reads (empty: the last layer, EAGLE-1). */
+    featureLayers: z.array(z.int().min(0)).default([]),
+    /** Traces held for training (the replay buffer). */
+    bufferCapacity: z.int().min(1).max(1_000_000).default(4096),
+    /** Each training example is the newest this many tokens of a request. */
+    exampleMaxTokens: z.int().min(8).max(65_536).default(512),
+    /** Seed of the day-0 head. */
+    seed: z.int().min(0).default(0),
   }),
+  /** The promotion gate (gate.ts): a domain-matched mixture SPRT on per-request decode tokens/s. */
+  gate: z
+    .object({
+      /** Chance of a wrong promotion or rollback over a whole canary (the test's error rate). */
+      alpha: z.number().gt(0).lt(0.5).default(0.05),
+      /** Mixture variance on the log-ratio scale (the effect size the test is tuned to). */
+      tau2: z.number().positive().default(0.01),
+      /** Requests each arm needs before any decision. */
+      minSamples: z.int().min(2).default(30),
+      /** A canary still undecided this long after it started is retired, milliseconds. */
+      timeoutMs: z
+        .int()
+        .min(1000)
+        .default(30 * 60_000),
+      /** Live accepted tokens per pass under this (over min_samples requests) rolls back at once. */
+      collapseAcceptedPerPass: z.number().min(1).default(1.05),
+    })
+    .prefault({}),
   /** Trace intake (intake.ts): what every trace is checked against, and the trainer's consumer. */
   intake: z
     .object({

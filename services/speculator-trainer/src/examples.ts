@@ -7,8 +7,8 @@
 // rows in traces, traces.feature_sample_share; the trainer does not train from them yet.)
 //
 // Long requests are cut to a window: the last `maxTokens` tokens (the head attends over a recent window, as
-// the node's drafter does); the target still runs over the whole sequence so the features see all of it.
-import { buildLayout, KvManager, type Model } from "@specloop/engine";
+// the node's drafter does), and the target's prefill runs over that window (engine train/target.ts).
+import { type Model, targetExample } from "@specloop/engine";
 import type { Trace } from "@specloop/proto";
 
 /** What the eagle head trains on (the engine's EagleTrainingExample). */
@@ -72,46 +72,25 @@ function draftedBy(trace: Trace): string {
   return best;
 }
 
-/** Runs the trainer's target over the trace's tokens and builds the example (see the header). */
+/** Runs the trainer's target over the trace's newest tokens and builds the example (see the header). */
 export async function exampleFromTrace(
   target: Model,
   trace: Trace,
   options: ExampleOptions,
 ): Promise<TrainingExample> {
   const all = Int32Array.from([...trace.promptTokenIds, ...trace.outputTokenIds]);
-  const n = all.length;
-  const start = Math.max(0, n - options.maxTokens);
-  const length = n - start;
-  const blockSize = 16;
-  const kv = new KvManager(target.backend, target.kvSpec(Math.ceil(n / blockSize) + 1, blockSize));
-  const id = "example";
-  if (kv.allocateSlots(id, n) === null) throw new Error("examples: KV allocation failed");
-  const out = target.forward(kv.storage, buildLayout(kv, [{ seq: id, newTokens: n }]), all, {
-    logitRows: Int32Array.from({ length }, (_, i) => start + i),
-    hiddenLayers: options.featureLayers,
-  });
-  const be = target.backend;
-  const hidden = target.config.hiddenSize;
-  const width = options.featureLayers.length * hidden;
-  const features = new Float32Array(length * width);
-  for (const [j, layer] of options.featureLayers.entries()) {
-    const act = out.hidden.get(layer);
-    if (act === undefined) throw new Error(`examples: the target gave no features for layer ${layer}`);
-    const rows = await be.readRows(act);
-    be.release(act);
-    for (let r = 0; r < length; r++) {
-      features.set(rows.subarray((start + r) * hidden, (start + r + 1) * hidden), r * width + j * hidden);
-    }
-  }
-  const logits = out.logits === undefined ? new Float32Array(0) : await be.readRows(out.logits);
-  if (out.logits !== undefined) be.release(out.logits);
-  kv.free(id);
-  return {
-    tokens: all.slice(start),
-    features,
-    targetLogits: logits,
+  const start = Math.max(0, all.length - options.maxTokens);
+  const tokens = all.slice(start);
+  const ex = await targetExample(target, tokens, {
+    featureLayers: options.featureLayers,
     trainFrom: Math.max(0, trace.promptTokenIds.length - start),
-    rejected: rejectedProposals(trace, start, length),
+  });
+  return {
+    tokens,
+    features: ex.features,
+    targetLogits: ex.targetLogits as Float32Array,
+    trainFrom: ex.trainFrom,
+    rejected: rejectedProposals(trace, start, tokens.length),
     domain: trace.domain,
     draftedBy: draftedBy(trace),
   };

@@ -1,12 +1,18 @@
 #!/usr/bin/env node
 // The speculator-trainer's process: `node services/speculator-trainer/dist/main.js` (npm start runs it).
-import { connectBus, provisionBus } from "@specloop/bus";
+import { dirname, join, resolve } from "node:path";
+import { connectBus, ManifestSigner, provisionBus, SpeculatorRegistry } from "@specloop/bus";
+import { eagleConfigFor, loadModelDir, Model, selectBackend, trainerTarget } from "@specloop/engine";
 import { SERVICE_NAMES, SpeculatorTrainerService } from "@specloop/proto";
-import { runService } from "@specloop/runtime";
+import { type Logger, runService, TokenAuth } from "@specloop/runtime";
+import { traceBacklog } from "./backlog.js";
 import { type TrainerConfig, trainerConfigSchema } from "./config.js";
 import { openTrainerStore } from "./db/index.js";
 import { startTraceIntake } from "./intake.js";
+import { VersionLifecycle } from "./lifecycle.js";
+import { TrainerLoop } from "./loop.js";
 import { trainerServer } from "./server.js";
+import { TrainerStateStore } from "./state.js";
 
 await runService<TrainerConfig>({
   name: "speculator-trainer",
@@ -17,17 +23,42 @@ await runService<TrainerConfig>({
     try {
       const bus = await connectBus(config.bus, logger);
       await provisionBus(bus, config.bus, logger);
-      const intake = await startTraceIntake(bus, store.db, config.trainer.modelId, logger);
+      const registry = await SpeculatorRegistry.open(bus.js, {
+        signer: ManifestSigner.fromConfig(config.bus.manifests),
+      });
+      const modelId = config.trainer.modelId;
+      const lifecycle = new VersionLifecycle({
+        db: store.db,
+        modelId,
+        registry,
+        blobDir: join(dirname(store.path), "versions"),
+      });
+      const state = new TrainerStateStore(store.db, modelId);
+      const loop = config.trainer.enabled
+        ? await openLoop(config, { lifecycle, state, logger, dataDir: dirname(store.path) })
+        : undefined;
+      const intake = await startTraceIntake(bus, store.db, modelId, logger, config.intake, (trace) =>
+        loop?.offer(trace),
+      );
+      loop?.start();
       return {
         services: [
           {
             name: SERVICE_NAMES.trainer,
             definition: SpeculatorTrainerService,
-            implementation: trainerServer(store.db, config.trainer.modelId),
+            implementation: trainerServer({
+              db: store.db,
+              modelId,
+              lifecycle,
+              state,
+              auth: TokenAuth.fromConfig(config.server.auth),
+              backlog: () => traceBacklog(bus, modelId),
+            }),
           },
         ],
         onShutdown: async () => {
           await intake.stop();
+          await loop?.stop();
           await bus.close();
           store.close();
         },
@@ -38,3 +69,28 @@ await runService<TrainerConfig>({
     }
   },
 });
+
+/** The trainer's own target on its backend, and the loop over it (resumed from its checkpoint). */
+async function openLoop(
+  config: TrainerConfig,
+  parts: { lifecycle: VersionLifecycle; state: TrainerStateStore; logger: Logger; dataDir: string },
+): Promise<TrainerLoop> {
+  const t = config.trainer;
+  const selected = await selectBackend(t.backend, { cpu: t.cpuThreads > 0 ? { threads: t.cpuThreads } : {} });
+  const loaded = await loadModelDir(resolve(t.modelDir));
+  const target = Model.load(selected.backend, loaded);
+  return TrainerLoop.open({
+    modelId: t.modelId,
+    target,
+    frozen: trainerTarget(loaded),
+    head: eagleConfigFor(loaded.config, t.featureLayers.length > 0 ? { featureLayers: t.featureLayers } : {}),
+    lifecycle: parts.lifecycle,
+    state: parts.state,
+    logger: parts.logger,
+    gate: config.gate,
+    checkpointDir: join(parts.dataDir, "checkpoints", t.modelId),
+    exampleMaxTokens: t.exampleMaxTokens,
+    bufferCapacity: t.bufferCapacity,
+    trainerOptions: { seed: t.seed },
+  });
+}

@@ -68,15 +68,3 @@ export function listVersions(
     .limit(limit)
     .all();
 }
-
-export function versionWithStatus(
-  db: TrainerDb,
-  modelId: string,
-  status: StoredStatus,
-): SpeculatorVersionRow | undefined {
-  return db
-    .select()
-    .from(speculatorVersions)
-    .where(and(eq(speculatorVersions.modelId, modelId), eq(speculatorVersions.status, status)))
-    .get();
-}
