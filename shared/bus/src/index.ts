@@ -108,6 +108,7 @@ export {
   type StreamConsumerOptions,
   type TraceConsumerOptions,
 } from "./subscriptions.js";
+export { type AssemblerStats, TraceAssembler, type TraceAssemblerOptions } from "./trace-assemble.js";
 export { chunkTrace, chunkTraceId } from "./trace-chunks.js";
 export {
   DEFAULT_TRACE_MAX_DRAFT_TOKENS,
