@@ -1,6 +1,10 @@
 #!/usr/bin/env node
 // `npm start`: the whole system on this machine, on the bundled model.
-//   1. a NATS server with JetStream (its store under .data/nats), unless SPECLOOP_BUS__URLS names one;
+//   1. a NATS server with JetStream (its store under .data/nats) and auth on, unless SPECLOOP_BUS__URLS
+//      names one: one nkey user per role, credentials and the manifest signing key made once under
+//      .data/bus (0600, see @specloop/bus writeLocalBus), streams provisioned with the admin credential;
+//      each service gets its role's credential, the node the trainer's public key, the trainer its
+//      private key, and every service a spool directory under .data/spool;
 //   2. the inference node, the speculator-trainer and the verifier, from their built dist/ (npm start
 //      builds first), each on its own gRPC and metrics port, state under .data/;
 //   3. waits until every service reports SERVING, prints where they are, and on Ctrl-C (SIGINT) or
@@ -11,6 +15,7 @@ import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { checkHealth } from "../cli/dist/index.js";
+import { provisionLocalBus, writeLocalBus } from "../shared/bus/dist/index.js";
 
 const root = new URL("..", import.meta.url).pathname;
 const dataDir = process.env.SPECLOOP_DATA_DIR ?? join(root, ".data");
@@ -120,11 +125,15 @@ if (!existsSync(verifierTokens)) {
     mode: 0o600,
   });
 }
+// With an external NATS, its credentials are the operator's business (SPECLOOP_BUS__CREDENTIALS_FILE);
+// the manifest signing key is still made here, so the node trusts what the trainer signs.
+const bus = writeLocalBus({ dataDir, host, port: natsPort });
+const ROLE = { inference: "node", "speculator-trainer": "trainer", verifier: "verifier" };
 if (externalNats === undefined) {
   const nats = launch(
     "nats",
     "nats-server",
-    ["-js", "-a", host, "-p", String(natsPort), "-sd", join(dataDir, "nats")],
+    ["-c", bus.serverConfigFile, "-js", "-a", host, "-p", String(natsPort), "-sd", bus.storeDir],
     {},
   );
   let ready = false;
@@ -132,14 +141,23 @@ if (externalNats === undefined) {
     if (String(d).includes("Server is ready")) ready = true;
   });
   await waitFor("nats-server", async () => ready, 15_000);
+  try {
+    await provisionLocalBus(bus);
+  } catch (err) {
+    console.error(`specloop: cannot provision NATS: ${err.message}`);
+    await shutdown(1);
+  }
 }
 
 for (const svc of SERVICES) {
+  const busEnv = bus.env(ROLE[svc.name]);
+  if (externalNats !== undefined) delete busEnv.SPECLOOP_BUS__CREDENTIALS_FILE;
   launch(svc.name, process.execPath, [join(root, "services", svc.name, "dist/main.js")], {
     SPECLOOP_SERVER__HOST: process.env.SPECLOOP_SERVER__HOST ?? host,
     SPECLOOP_SERVER__GRPC_PORT: String(svc.grpcPort),
     SPECLOOP_SERVER__METRICS_PORT: String(svc.metricsPort),
     SPECLOOP_BUS__URLS: natsUrl,
+    ...busEnv,
     ...svc.env,
   });
 }
@@ -167,4 +185,9 @@ for (const svc of SERVICES) {
   );
 }
 console.log(`  the verifier's tests judge needs the token in ${verifierTokens}`);
+if (externalNats === undefined) {
+  console.log(
+    `  NATS needs a credential: read-only status with ${bus.credentials.credentialsFile("operator")}`,
+  );
+}
 console.log("  try: npx specloop health --server 127.0.0.1:50051\nCtrl-C stops everything.\n");

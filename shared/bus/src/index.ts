@@ -50,6 +50,13 @@ export {
 export * from "./errors.js";
 export { Heartbeats } from "./heartbeat.js";
 export {
+  type LocalBus,
+  type LocalBusOptions,
+  provisionLocalBus,
+  type ServiceRole,
+  writeLocalBus,
+} from "./local.js";
+export {
   CONSUMERS,
   nodeSuffixConsumer,
   SPECULATOR_ROLES,

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
+import { existsSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
+import { join } from "node:path";
 import { test } from "node:test";
 import { freePort, startNatsServer, tempDir } from "./index.js";
 
@@ -48,4 +49,58 @@ test("testkit freePort and tempDir - give a bindable port and a disposable direc
   dir.dispose();
   dir.dispose();
   assert.equal(existsSync(dir.path), false);
+});
+
+/** What the server answers a client that connects with `connect` (a CONNECT line's JSON), then pings. */
+function handshake(
+  port: number,
+  connect_: Record<string, unknown>,
+): Promise<{ info: string; reply: string }> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: "127.0.0.1", port });
+    let buffered = "";
+    let info = "";
+    socket.setEncoding("utf8");
+    socket.on("data", (chunk: string) => {
+      buffered += chunk;
+      const lines = buffered.split("\r\n");
+      buffered = lines.pop() ?? "";
+      for (const line of lines) {
+        if (line.startsWith("INFO ")) {
+          info = line;
+          socket.write(`CONNECT ${JSON.stringify({ verbose: false, ...connect_ })}\r\nPING\r\n`);
+        } else if (line === "PONG" || line.startsWith("-ERR")) {
+          socket.destroy();
+          resolve({ info, reply: line });
+        }
+      }
+    });
+    socket.once("error", reject);
+  });
+}
+
+test("testkit nats-server - starts with auth on from an authorization block or a config file", async (t) => {
+  const server = await startNatsServer({
+    config: 'authorization { users = [ { user: "svc", password: "s3cret" } ] }',
+  });
+  t.after(() => server.stop());
+  const anonymous = await handshake(server.port, {});
+  assert.match(anonymous.info, /"auth_required":true/);
+  assert.match(anonymous.reply, /Authorization Violation/);
+  assert.equal((await handshake(server.port, { user: "svc", pass: "s3cret" })).reply, "PONG");
+
+  // A whole config file whose include resolves against its own directory (what npm start writes).
+  const dir = tempDir("specloop-testkit-conf");
+  t.after(() => dir.dispose());
+  writeFileSync(
+    join(dir.path, "auth.conf"),
+    'authorization { users = [ { user: "op", password: "pw" } ] }\n',
+  );
+  writeFileSync(join(dir.path, "nats.conf"), 'include "auth.conf"\n');
+  const fromFile = await startNatsServer({ configFile: join(dir.path, "nats.conf") });
+  t.after(() => fromFile.stop());
+  assert.match((await handshake(fromFile.port, {})).reply, /Authorization Violation/);
+  assert.equal((await handshake(fromFile.port, { user: "op", pass: "pw" })).reply, "PONG");
+  await fromFile.restart();
+  assert.equal((await handshake(fromFile.port, { user: "op", pass: "pw" })).reply, "PONG");
 });

@@ -1,6 +1,8 @@
 // A real nats-server for tests: JetStream on, bound to 127.0.0.1 on a free port, its store in a fresh
 // temp dir. Every process started here is killed when the test process exits, even when a test
-// failed before its after-hook could run.
+// failed before its after-hook could run. Auth is on when the config says so: pass an `authorization`
+// block in `config` (what @specloop/bus's writeBusCredentials writes; its testing entry does this), or a
+// whole `configFile` that includes one (npm start's, from writeLocalBus).
 import { type ChildProcess, spawn } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { connect as tcpConnect } from "node:net";
@@ -11,8 +13,16 @@ import { tempDir } from "./tempdir.js";
 export interface NatsServerOptions {
   /** Port to bind; a free one is picked when omitted (and re-picked if it was taken meanwhile). */
   port?: number;
-  /** Extra nats-server configuration (its own config syntax), e.g. `max_payload: 65536`. */
+  /**
+   * Extra nats-server configuration (its own config syntax), e.g. `max_payload: 65536`, or an
+   * `authorization { users = [...] }` block to turn auth on.
+   */
   config?: string;
+  /**
+   * A config file to run with instead of one written from `config` (its `include`s resolve against its
+   * own directory). The port, address and store directory flags still win over what it says.
+   */
+  configFile?: string;
   /** Executable to run; `nats-server` from PATH by default. */
   binary?: string;
   /** How long to wait for the server to accept connections, milliseconds. */
@@ -48,8 +58,11 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
   const dir = tempDir("specloop-nats");
   try {
     const storeDir = join(dir.path, "jetstream");
-    const configFile = join(dir.path, "server.conf");
-    writeFileSync(configFile, options.config ?? "");
+    let configFile = options.configFile;
+    if (configFile === undefined) {
+      configFile = join(dir.path, "server.conf");
+      writeFileSync(configFile, options.config ?? "");
+    }
     const log: string[] = [];
     const timeout = options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS;
     const binary = options.binary ?? "nats-server";
