@@ -1,12 +1,13 @@
-// The webgpu matrix-vector program alone, at the Qwen3-0.6B shape's products, per row count and thread
-// layout (outputs per thread group x threads per group), GPU time per dispatch:
+// The webgpu few-row products alone (the matrix-vector program, and the skinny program for 2-16 rows), at the
+// Qwen3-0.6B shape's products, per row count and layout, GPU time per dispatch:
 //   node --conditions=source --import tsx bench/gpu-matvec.ts [--rows 1,2,4,8,9,16] [--reps 100]
 //        [--products qkv,gateUp,o,down,lmHead] [--shapes default|all] [--out FILE]
 // Each measurement records `reps` dispatches of one product into one compute pass (each depends on the one
 // before through its output, as a forward's do: Dawn puts a barrier between them) and reads the pass's GPU
 // time from timestamps; the figure is the pass's time over reps, so it includes the barrier (about 2 us on
-// the H100). Bandwidth counts the weights (2-byte, as stored) and x once per dispatch. `--shapes all` adds
-// the layouts around the one matmul.ts picks (matvecShape), to choose between them.
+// the H100). Bandwidth counts the weights (2-byte, as stored) and x once per dispatch. The default is what
+// matmul.ts picks (the skinny program from 2 rows, else matvecShape's layout); `--shapes all` adds the
+// matrix-vector program's layouts (outputs per thread group x threads per group) around it.
 import type { DType } from "@specloop/engine";
 import { createWebGpuBackend, createWebGpuDevice } from "@specloop/engine";
 import {
@@ -87,7 +88,7 @@ async function time(
   weights: GpuWeight[],
   norm: GpuWeight,
   rows: number,
-  shape: MatvecShape,
+  shape: MatvecShape | undefined,
 ) {
   const k = product.weights[0]?.[1] as number;
   const m = product.weights.reduce((t, [r]) => t + r, 0);
@@ -98,7 +99,7 @@ async function time(
       : [rec.activation(rows, m)];
   const residual = product.residual ? rec.activation(rows, m) : undefined;
   const opts: MatvecOptions = {
-    shape,
+    ...(shape ? { shape } : {}),
     ...(product.norm ? { norm: { weight: norm, eps: 1e-6 } } : {}),
     ...(residual ? { residual } : {}),
     ...(product.mode === "qkv" ? { m0: product.weights[0]?.[0], m1: product.weights[1]?.[0] } : {}),
@@ -135,28 +136,33 @@ for (const product of PRODUCTS.filter((p) => wanted.has(p.name))) {
   for (const rows of rowCounts) {
     const chunk = matvecChunkRows(Math.min(rows, MATVEC_MAX_ROWS));
     const chosen = matvecShape(m, chunk, sg);
-    const shapes: MatvecShape[] = [chosen];
+    // undefined: matmul.ts's own choice (the skinny program from 2 rows).
+    const shapes: (MatvecShape | undefined)[] = [undefined];
     if (allShapes) {
       for (const outs of [1, 2, 4, 8])
         for (const tpr of [sg || 32, 2 * (sg || 32), 4 * (sg || 32)])
-          if (tpr >= chunk && !(outs === chosen.outs && tpr === chosen.tpr)) shapes.push({ outs, tpr });
+          if (tpr >= chunk && !(chunk === 1 && outs === chosen.outs && tpr === chosen.tpr))
+            shapes.push({ outs, tpr });
     }
     for (const shape of shapes) {
       const r = await time(product, weights, norm, rows, shape);
+      const program = shape ? "matvec" : chunk === 1 ? "matvec" : "skinny";
+      const layout = shape ?? (chunk === 1 ? chosen : undefined);
       const row = {
         product: product.name,
         m,
         k,
         rows,
-        outs: shape.outs,
-        tpr: shape.tpr,
-        chosen: shape === chosen,
+        program,
+        ...(layout ? { outs: layout.outs, tpr: layout.tpr } : {}),
+        chosen: shape === undefined,
         ...r,
       };
       results.push(row);
       console.error(
-        `[gpu-matvec] ${product.name.padEnd(6)} rows ${String(rows).padStart(2)} outs ${shape.outs} tpr ${String(shape.tpr).padStart(3)}` +
-          `${shape === chosen ? " *" : "  "} ${String(r.us).padStart(8)} us ${String(r.gbPerS).padStart(5)} GB/s`,
+        `[gpu-matvec] ${product.name.padEnd(6)} rows ${String(rows).padStart(2)} ${program.padEnd(6)} ` +
+          `${layout ? `outs ${layout.outs} tpr ${String(layout.tpr).padStart(3)}` : "".padEnd(14)}` +
+          `${shape === undefined ? " *" : "  "} ${String(r.us).padStart(8)} us ${String(r.gbPerS).padStart(5)} GB/s`,
       );
     }
   }

@@ -15,7 +15,8 @@
 # BENCH_BEFORE=1 also runs .gpu/before/gpu-decode.mjs (a bundle of an earlier engine, made by hand) on the 0.6B
 # shape, for before/after on one card; BENCH_HOST_IDS=1 adds a run that reads every step's ids before the next
 # step (gpu-decode --host-ids); BENCH_DAWN="OPTION ..." adds a run per Dawn option (gpu-decode --dawn);
-# BENCH_MATVEC=1 adds the matrix-vector microbenchmark (gpu-matvec --shapes all).
+# BENCH_MATVEC=1 adds the few-row product microbenchmark (gpu-matvec --shapes all; BENCH_MATVEC_SHAPES=default:
+# only the layouts matmul.ts picks).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -61,7 +62,7 @@ python3 -c 'import torch, transformers; print("torch", torch.__version__, "trans
 grep -m1 'model name' /proc/cpuinfo
 if [ -n "${BENCH_CONFORMANCE:-}" ]; then # every conformance case of the webgpu rows, on this adapter
   export SPECLOOP_CONFORMANCE_BACKENDS=webgpu,webgpu-nosubgroups
-  step 240 "conformance: webgpu rows" \
+  step 150 "conformance: webgpu rows" \
     sh -c 'node .gpu/app/conformance.test.mjs > "$0/conformance.tap" 2>&1; s=$?; grep -E "^# (tests|pass|fail)|^    not ok" "$0/conformance.tap"; exit $s' "$RES"
 fi
 step 60 "webgpu parity with transformers, every checkpoint" \
@@ -91,7 +92,7 @@ for opt in ${BENCH_DAWN:-}; do # Dawn options (toggles)
 done
 if [ -n "${BENCH_MATVEC:-}" ]; then # the matrix-vector program alone, every layout
   step 200 "matrix-vector microbenchmark" \
-    node .gpu/app/gpu-matvec.mjs --shapes all --out "$RES/gpu-matvec.json"
+    node .gpu/app/gpu-matvec.mjs --shapes "${BENCH_MATVEC_SHAPES:-all}" --out "$RES/gpu-matvec.json"
 fi
 if [ -n "${BENCH_SUBMIT_EVERY:-}" ]; then # the engine submitting every N dispatches too (recording overlaps the GPU)
   step 120 "engine webgpu: qwen3-0.6b-shape, submit every $BENCH_SUBMIT_EVERY" \

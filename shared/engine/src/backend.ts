@@ -25,8 +25,8 @@ export interface Activation {
 }
 
 /**
- * One token id per row, held by the backend (a greedy step's argmax left on the device: argmaxIds). Its
- * memory goes back to the backend once the handle is garbage.
+ * One token id per row, held by the backend (a greedy step's argmax left on the device: argmaxIds). A backend
+ * may keep only the most recent ones (webgpu: those of its last 3 argmaxIds calls) and refuse an older handle.
  */
 export interface TokenIds {
   readonly rows: number;

@@ -88,6 +88,23 @@ test("webgpu backend - greedy generate() one step ahead (argmaxIds) equals the h
   }
 });
 
+test("webgpu backend - argmaxIds keeps the ids of its last 3 calls: they read as argmaxRows, older ones are refused", async () => {
+  const be = createWebGpuBackend(await createWebGpuDevice({ label: "ids ring" }));
+  try {
+    const x = be.fromHost(2, 5, [0, 3, 1, 3, -1, 7, 2, 9, 9, 0]);
+    const expected = Array.from(await be.argmaxRows(x));
+    assert.deepEqual(expected, [1, 2]);
+    const handles = [1, 2, 3, 4].map(() => be.argmaxIds(x));
+    for (const h of handles.slice(1)) assert.deepEqual(Array.from(await be.readIds(h)), expected);
+    await assert.rejects(be.readIds(handles[0]!), /overwritten/);
+    const table = be.loadWeight("table", f32Tensor([5, 2], [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]));
+    assert.throws(() => be.embedIds(table, handles[0]!), /overwritten/);
+    assert.deepEqual(Array.from(await be.readRows(be.embedIds(table, handles[3]!))), [1, 1, 2, 2]);
+  } finally {
+    be.destroy();
+  }
+});
+
 test("webgpu backend - a repeated forward reuses pooled buffers and submits once per read", async () => {
   const be = createWebGpuBackend(await createWebGpuDevice({ label: "pool" }));
   try {

@@ -24,7 +24,7 @@ import { BatchSlot, GpuBatch, gpuBatch, packBatch } from "./batch.js";
 import type { PoolStats } from "./buffer-pool.js";
 import type { WebGpuDevice } from "./device.js";
 import { encodeAdd } from "./ops/add.js";
-import { encodeArgmax } from "./ops/argmax.js";
+import { dispatchArgmax, encodeArgmax } from "./ops/argmax.js";
 import { encodeAttention, encodeRopeAttention } from "./ops/attention.js";
 import { encodeCopyKv } from "./ops/copy-kv.js";
 import { encodeEmbed, encodeEmbedIds } from "./ops/embed.js";
@@ -92,6 +92,9 @@ export interface WebGpuBackendOptions {
  */
 export const DEFAULT_SUBMIT_EVERY = 32;
 
+/** argmaxIds writes its ids into a ring of this many buffers: a handle is good for this many calls. */
+const IDS_RING = 3;
+
 export class WebGpuBackend implements Backend {
   readonly kind = "webgpu" as const;
   private readonly rec: Recorder;
@@ -114,10 +117,14 @@ export class WebGpuBackend implements Backend {
     if (this.destroyed) return;
     for (const b of buffers) this.rec.releaseAfterSubmit(b);
   });
-  /** Likewise the buffer of token ids (argmaxIds). */
-  private readonly idsFinalizer = new FinalizationRegistry<GPUBuffer>((buffer) => {
-    if (!this.destroyed) this.rec.releaseAfterSubmit(buffer);
-  });
+  /**
+   * The buffers argmaxIds writes, in turn: a decode step's ids are read by the next step's embedding and by
+   * one read, so a few suffice, and the same buffers every step keep the recorder's bind groups (a buffer per
+   * call, freed when its handle was garbage, made them new every few steps). idsSerial counts the calls.
+   */
+  private readonly idsRing: GPUBuffer[] = [];
+  private idsRingBytes = 0;
+  private idsSerial = 0;
 
   /** Takes ownership of `gpu`: destroy() destroys it. */
   constructor(
@@ -344,22 +351,41 @@ export class WebGpuBackend implements Backend {
 
   argmaxIds(x: Activation): TokenIds {
     const a = gpuAct(x);
-    const out = encodeArgmax(this.rec, a);
-    const ids = new GpuTokenIds(a.rows, a.cols, gpuBuf(out));
-    this.idsFinalizer.register(ids, ids.buffer);
-    return ids;
+    const bytes = Math.max(16, a.rows * 4);
+    if (bytes > this.idsRingBytes) {
+      // Commands already recorded may still use the old buffers: they go back after the next submit.
+      for (const b of this.idsRing.splice(0)) this.rec.releaseAfterSubmit(b);
+      for (let i = 0; i < IDS_RING; i++)
+        this.idsRing.push(this.rec.activation(a.rows, 1).buffer as GPUBuffer);
+      this.idsRingBytes = bytes;
+    }
+    const serial = this.idsSerial++;
+    const buffer = this.idsRing[serial % IDS_RING] as GPUBuffer;
+    if (a.rows > 0) dispatchArgmax(this.rec, a, buffer);
+    return new GpuTokenIds(a.rows, a.cols, buffer, serial);
+  }
+
+  /** `ids` as this backend's, still in its ring (the ids of the last IDS_RING argmaxIds calls). */
+  private liveIds(op: string, ids: TokenIds): GpuTokenIds {
+    const g = gpuIds(ids);
+    if (this.idsSerial - g.serial > IDS_RING || !this.idsRing.includes(g.buffer)) {
+      throw new RangeError(
+        `${op}: these ids were overwritten (the webgpu backend keeps the ids of its last ${IDS_RING} argmaxIds calls)`,
+      );
+    }
+    return g;
   }
 
   embedIds(table: Weight, ids: TokenIds): Activation {
     const t = gpuWeight(table);
-    const g = gpuIds(ids);
+    const g = this.liveIds("embedIds", ids);
     if (g.bound > t.rows)
       throw new RangeError(`embedIds: ids below ${g.bound} for a table of ${t.rows} rows (${t.name})`);
     return encodeEmbedIds(this.rec, t, g.buffer, g.rows);
   }
 
   async readIds(ids: TokenIds): Promise<Int32Array> {
-    const g = gpuIds(ids);
+    const g = this.liveIds("readIds", ids);
     if (g.rows === 0) return new Int32Array(0);
     const bytes = await this.rec.read(g.buffer, g.rows * 4);
     this.throwDeviceError();

@@ -17,13 +17,15 @@ export class GpuActivation implements Activation {
   }
 }
 
-/** One i32 token id per row in a pooled buffer (Backend.argmaxIds). */
+/** One i32 token id per row, in a buffer of the backend's ring of ids (Backend.argmaxIds). */
 export class GpuTokenIds implements TokenIds {
   constructor(
     readonly rows: number,
     /** Every id is below this (the argmax's row length). */
     readonly bound: number,
     readonly buffer: GPUBuffer,
+    /** Which argmaxIds call made them (the ring slot is serial % its length). */
+    readonly serial: number,
   ) {}
 }
 

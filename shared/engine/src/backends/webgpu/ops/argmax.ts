@@ -98,6 +98,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 export function encodeArgmax(rec: Recorder, x: GpuActivation): GpuActivation {
   // An i32 result in an activation-sized buffer: one column, read back as Int32Array.
   const out = rec.activation(x.rows, 1);
+  dispatchArgmax(rec, x, gpuBuf(out));
+  return out;
+}
+
+/** Records the argmax of each row of x into `out` (i32 [rows]). */
+export function dispatchArgmax(rec: Recorder, x: GpuActivation, out: GPUBuffer): void {
   const slices = Math.max(1, Math.ceil(x.cols / SLICE));
   const partV = rec.activation(x.rows, slices);
   const partI = rec.activation(x.rows, slices);
@@ -113,11 +119,10 @@ export function encodeArgmax(rec: Recorder, x: GpuActivation): GpuActivation {
     key: "argmax:final",
     wgsl: argmaxFinalWgsl,
     params: params(),
-    buffers: [gpuBuf(partV), gpuBuf(partI), gpuBuf(out)],
+    buffers: [gpuBuf(partV), gpuBuf(partI), out],
     workgroups: x.rows,
   });
   // Released now, reused only by commands recorded later: the pool's ordering argument (buffer-pool.ts).
   rec.pool.release(gpuBuf(partV));
   rec.pool.release(gpuBuf(partI));
-  return out;
 }

@@ -1,14 +1,16 @@
 // y [n, m] = x [n, k] W^T + b, W in Hugging Face linear layout [m, k] (rows padded to 8 elements): the shape
-// logic and encoding of every product. Few rows (decode, verification, up to MATVEC_CHUNKED_MAX_ROWS) take
-// the matrix-vector program (matvec-program.ts) in chunks of up to MATVEC_MAX_ROWS rows, which also serves
-// the fused ops (q/k/v in one dispatch, gate/up with silu-mul, a residual in the epilogue, the RMSNorm of x
-// folded in); many rows (long prefills) the tiled program (tiled-program.ts).
+// logic and encoding of every product. Few rows (decode, verification, up to MATVEC_CHUNKED_MAX_ROWS) take,
+// in chunks of up to MATVEC_MAX_ROWS rows, the matrix-vector program (matvec-program.ts: one row) or the
+// skinny program (skinny-program.ts: 2-16 rows); both serve the fused ops (q/k/v in one dispatch, gate/up
+// with silu-mul, a residual in the epilogue, the RMSNorm of x folded in). Many rows (long prefills) take the
+// tiled program (tiled-program.ts).
 import { ParamBlock, type Recorder } from "../recorder.js";
 import { type GpuActivation, type GpuWeight, gpuBuf } from "../resources.js";
 import { encodeAdd } from "./add.js";
 import { MATVEC_WG, type MatvecMode, type MatvecSpec, matvecProgram } from "./matvec-program.js";
 import { encodeRmsNorm } from "./rms-norm.js";
 import { encodeSiluMul } from "./silu-mul.js";
+import { SKINNY_OUTPUTS, skinnyProgram } from "./skinny-program.js";
 import { TILE, tiledProgram } from "./tiled-program.js";
 
 /**
@@ -36,6 +38,8 @@ export function matvecChunkRows(n: number): number {
 export interface MatvecShape {
   outs: number;
   tpr: number;
+  /** Chunks of k loaded together (MatvecSpec.unroll; default 4 at one row, else 1). */
+  unroll?: number;
 }
 
 /**
@@ -80,7 +84,10 @@ export interface MatvecOptions {
   /** qkv: the q and k segments' sizes. */
   m0?: number;
   m1?: number;
-  /** Overrides matvecShape's choice (benchmarks: bench/gpu-matvec.ts). */
+  /**
+   * The matrix-vector program with this layout, whatever the rows (benchmarks: bench/gpu-matvec.ts); by
+   * default 2 or more rows take the skinny program, 1 row the matrix-vector one with matvecShape's layout.
+   */
   shape?: MatvecShape;
 }
 
@@ -103,7 +110,44 @@ export function dispatchMatvec(
   // (On lavapipe, subgroups of 8: both reductions of a group spanning one or several subgroups run.)
   const sg = rec.subgroupSize >= 4 && rec.subgroupSize <= 128 ? rec.subgroupSize : 0;
   const rows = matvecChunkRows(Math.min(n, MATVEC_MAX_ROWS));
-  const { outs: perGroup, tpr } = opts.shape ?? matvecShape(m, rows, sg);
+  const buffers: GPUBuffer[] = [gpuBuf(x)];
+  if (opts.norm) buffers.push(opts.norm.weight.buffer);
+  for (const wt of weights) buffers.push(wt.buffer);
+  for (const o of outs) buffers.push(gpuBuf(o));
+  if (opts.biases) for (const b of opts.biases) buffers.push(b.buffer);
+  if (opts.residual) buffers.push(gpuBuf(opts.residual));
+  const params = (blocks: number) =>
+    new ParamBlock()
+      .u32(k)
+      .u32(m)
+      .u32(w.rowStride / 8)
+      .u32(Math.floor(k / 8))
+      .u32(n)
+      .u32(opts.m0 ?? 0)
+      .u32(opts.m1 ?? 0)
+      .f32(opts.norm?.eps ?? 0)
+      .u32(blocks);
+  if (rows >= 2 && opts.shape === undefined) {
+    const program = skinnyProgram({
+      rows,
+      dtype: w.dtype,
+      bias: opts.biases?.[0]?.dtype ?? null,
+      residual: opts.residual !== undefined,
+      mode,
+      norm: opts.norm?.weight.dtype ?? null,
+      vec: k % 8 === 0,
+    });
+    const blocks = Math.ceil(m / SKINNY_OUTPUTS);
+    rec.dispatch({
+      key: program.key,
+      wgsl: program.wgsl,
+      params: params(blocks),
+      buffers,
+      workgroups: blocks * Math.ceil(n / rows),
+    });
+    return;
+  }
+  const { outs: perGroup, tpr, unroll } = opts.shape ?? matvecShape(m, rows, sg);
   const spec: MatvecSpec = {
     rows,
     outs: perGroup,
@@ -115,28 +159,14 @@ export function dispatchMatvec(
     tpr,
     vec: k % 8 === 0,
     sg,
+    unroll: unroll ?? (rows === 1 ? 4 : 1),
   };
   const program = matvecProgram(spec);
   const blocks = Math.ceil(m / ((MATVEC_WG / tpr) * perGroup));
-  const buffers: GPUBuffer[] = [gpuBuf(x)];
-  if (opts.norm) buffers.push(opts.norm.weight.buffer);
-  for (const wt of weights) buffers.push(wt.buffer);
-  for (const o of outs) buffers.push(gpuBuf(o));
-  if (opts.biases) for (const b of opts.biases) buffers.push(b.buffer);
-  if (opts.residual) buffers.push(gpuBuf(opts.residual));
   rec.dispatch({
     key: program.key,
     wgsl: program.wgsl,
-    params: new ParamBlock()
-      .u32(k)
-      .u32(m)
-      .u32(w.rowStride / 8)
-      .u32(Math.floor(k / 8))
-      .u32(n)
-      .u32(opts.m0 ?? 0)
-      .u32(opts.m1 ?? 0)
-      .f32(opts.norm?.eps ?? 0)
-      .u32(blocks),
+    params: params(blocks),
     buffers,
     workgroups: blocks * Math.ceil(n / rows),
   });
