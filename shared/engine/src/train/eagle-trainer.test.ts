@@ -71,7 +71,11 @@ function columns(rows: Float32Array, vocab: number, cols: Int32Array | undefined
   if (cols === undefined) return rows;
   const n = rows.length / vocab;
   const out = new Float32Array(n * cols.length);
-  for (let r = 0; r < n; r++) cols.forEach((c, j) => (out[r * cols.length + j] = rows[r * vocab + c]!));
+  for (let r = 0; r < n; r++) {
+    cols.forEach((c, j) => {
+      out[r * cols.length + j] = rows[r * vocab + c]!;
+    });
+  }
   return out;
 }
 
@@ -293,7 +297,9 @@ test("eagle trainer - evaluate: a target that agrees with the head everywhere is
   const trainer = EagleHeadTrainer.create(trainerTarget(loaded), config, { seed: 4, unrollSteps: 1 });
   const s0 = trainer.forwardLogits(ex)[0]!;
   const agreeing = new Float32Array(ex.tokens.length * V);
-  s0.positions.forEach((p, j) => agreeing.set(s0.logits.subarray(j * V, (j + 1) * V), p * V));
+  s0.positions.forEach((p, j) => {
+    agreeing.set(s0.logits.subarray(j * V, (j + 1) * V), p * V);
+  });
   const perfect = trainer.evaluate([{ ...ex, targetLogits: agreeing }]);
   assert.equal(perfect.accuracy, 1);
   assert.equal(perfect.simulatedAcceptedPerPass, 2);

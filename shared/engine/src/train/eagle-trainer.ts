@@ -37,6 +37,8 @@ import { type FrozenTarget, HeadPass } from "./head-pass.js";
 import { stepObjective } from "./objective.js";
 import { type AdamWState, adamwStep, newAdamWState } from "./ops/adamw.js";
 import { inverseVocab } from "./ops/cross-entropy.js";
+import { type LinearKernels, REFERENCE_LINEAR } from "./ops/linear-kernels.js";
+import { wasmLinear } from "./ops/linear-wasm.js";
 import { type EagleTrainerOptions, parseEagleTrainerOptions } from "./options.js";
 import type { TrainerTarget } from "./target.js";
 
@@ -83,9 +85,10 @@ export class EagleHeadTrainer {
   private readonly vocab: VocabMap;
   private readonly frozen: FrozenTarget;
   private readonly rope: RopeSpec;
+  private readonly lin: LinearKernels;
 
   private constructor(
-    private readonly target: TrainerTarget,
+    target: TrainerTarget,
     readonly config: EagleConfig,
     readonly options: EagleTrainerOptions,
     private readonly params: Float32Array,
@@ -110,6 +113,7 @@ export class EagleHeadTrainer {
       });
     }
     this.frozen = { embed: target.embed, lm, cols: this.vocab.cols };
+    this.lin = options.kernels === "cpu" ? wasmLinear() : REFERENCE_LINEAR;
     this.rope = {
       headDim: config.headDim,
       theta: config.ropeTheta,
@@ -327,12 +331,19 @@ export class EagleHeadTrainer {
   }
 
   private pass(plan: BatchPlan): HeadPass {
-    return new HeadPass(this.config, this.rope, this.layout.views(this.params), this.frozen, {
-      layout: plan.layout,
-      features: plan.features,
-      tokens: plan.tokens,
-      logitRows: plan.rows.map((rows) => Int32Array.from(rows, (r) => r.row)),
-    });
+    return new HeadPass(
+      this.config,
+      this.rope,
+      this.layout.views(this.params),
+      this.frozen,
+      {
+        layout: plan.layout,
+        features: plan.features,
+        tokens: plan.tokens,
+        logitRows: plan.rows.map((rows) => Int32Array.from(rows, (r) => r.row)),
+      },
+      this.lin,
+    );
   }
 }
 

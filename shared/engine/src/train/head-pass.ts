@@ -14,7 +14,7 @@ import type { HeadTensors } from "./head-params.js";
 import { attentionBackward, attentionForward } from "./ops/attention.js";
 import { addInto, siluGateBackward, siluGateForward } from "./ops/elementwise.js";
 import { embeddingForward } from "./ops/embedding.js";
-import { linearBackwardInput, linearBackwardWeight, linearForward } from "./ops/linear.js";
+import { type LinearKernels, REFERENCE_LINEAR } from "./ops/linear-kernels.js";
 import { rmsNormBackward, rmsNormForward } from "./ops/rmsnorm.js";
 import { ropeBackward, ropeForward } from "./ops/rope.js";
 import type { TttLayout } from "./ttt-layout.js";
@@ -75,6 +75,8 @@ export class HeadPass {
     private readonly w: HeadTensors,
     private readonly target: FrozenTarget,
     private readonly inputs: PassInputs,
+    /** The products' kernels: the reference (plain TypeScript) or cpu (WebAssembly SIMD) ones. */
+    private readonly lin: LinearKernels = REFERENCE_LINEAR,
   ) {
     this.H = config.hiddenSize;
     this.qw = config.numHeads * config.headDim;
@@ -113,7 +115,7 @@ export class HeadPass {
       const F = cfg.featureLayers.length;
       g =
         w.fuse !== undefined
-          ? linearForward(this.inputs.features, w.fuse, n, F * H, H)
+          ? this.lin.forward(this.inputs.features, w.fuse, n, F * H, H)
           : this.inputs.features;
     } else {
       const prev = this.hidden(k - 1);
@@ -126,11 +128,11 @@ export class HeadPass {
       c.set(g.subarray(r * H, (r + 1) * H), r * 2 * H);
       c.set(e.subarray(r * H, (r + 1) * H), r * 2 * H + H);
     }
-    const x = linearForward(c, w.fc, n, 2 * H, H);
+    const x = this.lin.forward(c, w.fc, n, 2 * H, H);
     const n1 = rmsNormForward(x, w.inputNorm, n, H, cfg.rmsNormEps);
     const a = n1.y;
-    const kRows = ropeForward(linearForward(a, w.k, n, H, kvw), kvw, st.position, this.rope);
-    const vRows = linearForward(a, w.v, n, H, kvw);
+    const kRows = ropeForward(this.lin.forward(a, w.k, n, H, kvw), kvw, st.position, this.rope);
+    const vRows = this.lin.forward(a, w.v, n, H, kvw);
     this.kSteps.push(kRows);
     this.vSteps.push(vRows);
     const keys = layout.keyBase[k + 1]!;
@@ -142,23 +144,23 @@ export class HeadPass {
     }
     const aq = a.subarray(st.context * H);
     const qPos = st.position.subarray(st.context);
-    const q = ropeForward(linearForward(aq, w.q, nq, H, qw), qw, qPos, this.rope);
+    const q = ropeForward(this.lin.forward(aq, w.q, nq, H, qw), qw, qPos, this.rope);
     const shape = { numHeads: cfg.numHeads, numKvHeads: cfg.numKvHeads, headDim: cfg.headDim };
     const att = attentionForward(q, kcat, vcat, nq, keys, shape, st.mask, this.scale);
-    const mid = addInto(linearForward(att.out, w.o, nq, qw, H), x.subarray(st.context * H));
+    const mid = addInto(this.lin.forward(att.out, w.o, nq, qw, H), x.subarray(st.context * H));
     const n2 = rmsNormForward(mid, w.postNorm, nq, H, cfg.rmsNormEps);
     const I = cfg.intermediateSize;
-    const gate = linearForward(n2.y, w.gate, nq, H, I);
-    const up = linearForward(n2.y, w.up, nq, H, I);
+    const gate = this.lin.forward(n2.y, w.gate, nq, H, I);
+    const up = this.lin.forward(n2.y, w.up, nq, H, I);
     const act = siluGateForward(gate, up);
-    const h = addInto(linearForward(act, w.down, nq, I, H), mid);
+    const h = addInto(this.lin.forward(act, w.down, nq, I, H), mid);
     const rows = logitRows[k] ?? new Int32Array(0);
     const hRows = new Float32Array(rows.length * H);
     rows.forEach((r, j) => {
       hRows.set(h.subarray(r * H, (r + 1) * H), j * H);
     });
     const n3 = rmsNormForward(hRows, w.norm, rows.length, H, cfg.rmsNormEps);
-    const logits = linearForward(n3.y, this.target.lm, rows.length, H, this.target.cols);
+    const logits = this.lin.forward(n3.y, this.target.lm, rows.length, H, this.target.cols);
     this.tapes.push({
       c,
       x,
@@ -208,7 +210,7 @@ export class HeadPass {
       if (rows.length > 0 && dl !== undefined) {
         if (dl.length !== rows.length * this.target.cols)
           throw new RangeError(`HeadPass.backward: step ${k}: ${dl.length} logit gradients`);
-        const dz = linearBackwardInput(dl, this.target.lm, rows.length, H, this.target.cols);
+        const dz = this.lin.backwardInput(dl, this.target.lm, rows.length, H, this.target.cols);
         const dhRows = rmsNormBackward(dz, t.hRows, w.norm, t.inv3, rows.length, H, grads.norm);
         rows.forEach((r, j) => {
           for (let i = 0; i < H; i++) dh[r * H + i]! += dhRows[j * H + i]!;
@@ -216,17 +218,17 @@ export class HeadPass {
       }
       // MLP block: h = mid + down(act).
       const dmid = dh.slice();
-      const dact = linearBackwardInput(dh, w.down, nq, I, H);
-      linearBackwardWeight(dh, t.act, nq, I, H, grads.down);
+      const dact = this.lin.backwardInput(dh, w.down, nq, I, H);
+      this.lin.backwardWeight(dh, t.act, nq, I, H, grads.down);
       const { dGate, dUp } = siluGateBackward(dact, t.gate, t.up);
-      const db = linearBackwardInput(dGate, w.gate, nq, H, I);
-      linearBackwardInput(dUp, w.up, nq, H, I, db);
-      linearBackwardWeight(dGate, t.b, nq, H, I, grads.gate);
-      linearBackwardWeight(dUp, t.b, nq, H, I, grads.up);
+      const db = this.lin.backwardInput(dGate, w.gate, nq, H, I);
+      this.lin.backwardInput(dUp, w.up, nq, H, I, db);
+      this.lin.backwardWeight(dGate, t.b, nq, H, I, grads.gate);
+      this.lin.backwardWeight(dUp, t.b, nq, H, I, grads.up);
       rmsNormBackward(db, t.mid, w.postNorm, t.inv2, nq, H, grads.postNorm, dmid);
       // Attention block: mid = x + o(attn).
-      const dAttn = linearBackwardInput(dmid, w.o, nq, qw, H);
-      linearBackwardWeight(dmid, t.o, nq, qw, H, grads.o);
+      const dAttn = this.lin.backwardInput(dmid, w.o, nq, qw, H);
+      this.lin.backwardWeight(dmid, t.o, nq, qw, H, grads.o);
       const dkcat = new Float32Array(t.keys * kvw);
       const dvcat = new Float32Array(t.keys * kvw);
       const dq = attentionBackward(
@@ -251,19 +253,19 @@ export class HeadPass {
       const da = new Float32Array(n * H);
       const aq = t.a.subarray(st.context * H);
       const dqPre = ropeBackward(dq, qw, st.position.subarray(st.context), this.rope);
-      linearBackwardInput(dqPre, w.q, nq, H, qw, da.subarray(st.context * H));
-      linearBackwardWeight(dqPre, aq, nq, H, qw, grads.q);
+      this.lin.backwardInput(dqPre, w.q, nq, H, qw, da.subarray(st.context * H));
+      this.lin.backwardWeight(dqPre, aq, nq, H, qw, grads.q);
       // This step's keys and values: every step that attends to them has run its backward by now.
       const dkPre = ropeBackward(dK[k]!, kvw, st.position, this.rope);
-      linearBackwardInput(dkPre, w.k, n, H, kvw, da);
-      linearBackwardWeight(dkPre, t.a, n, H, kvw, grads.k);
-      linearBackwardInput(dV[k]!, w.v, n, H, kvw, da);
-      linearBackwardWeight(dV[k]!, t.a, n, H, kvw, grads.v);
+      this.lin.backwardInput(dkPre, w.k, n, H, kvw, da);
+      this.lin.backwardWeight(dkPre, t.a, n, H, kvw, grads.k);
+      this.lin.backwardInput(dV[k]!, w.v, n, H, kvw, da);
+      this.lin.backwardWeight(dV[k]!, t.a, n, H, kvw, grads.v);
       const dx = rmsNormBackward(da, t.x, w.inputNorm, t.inv1, n, H, grads.inputNorm);
       addInto(dx.subarray(st.context * H), dmid);
       // fc over concat(g, embedding): the embedding is frozen, g's half of dc flows on.
-      const dc = linearBackwardInput(dx, w.fc, n, 2 * H, H);
-      linearBackwardWeight(dx, t.c, n, 2 * H, H, grads.fc);
+      const dc = this.lin.backwardInput(dx, w.fc, n, 2 * H, H);
+      this.lin.backwardWeight(dx, t.c, n, 2 * H, H, grads.fc);
       if (k > 0) {
         const prev = dH[k - 1]!;
         for (let r = 0; r < n; r++) {
@@ -274,7 +276,7 @@ export class HeadPass {
         const F = cfg.featureLayers.length;
         const dg = new Float32Array(n * H);
         for (let r = 0; r < n; r++) dg.set(dc.subarray(r * 2 * H, r * 2 * H + H), r * H);
-        linearBackwardWeight(dg, this.inputs.features, n, F * H, H, grads.fuse);
+        this.lin.backwardWeight(dg, this.inputs.features, n, F * H, H, grads.fuse);
       }
     }
   }

@@ -2,8 +2,9 @@
 // target distributions recomputed by the target itself, as the trainer service's recompute mode does), a
 // hundred steps on 40 traces lower the KL on 4 held-out traces and raise their simulated accepted tokens
 // per pass over the day-0 head's. The head is narrowed (2 query heads over 1 KV head, MLP 128) and drafts
-// over the 256 most frequent training tokens, two unrolled steps: the host ops run on one thread, and this
-// keeps the whole test near 30 s on 2 idle cores.
+// over the 256 most frequent training tokens, two unrolled steps, so the test stays well under a minute
+// on 2 shared cores (about 15 s of CPU). More steps on these 40 traces overfit: 200 give a lower held-out
+// KL but lower top-1 agreement (0.135 against 0.156).
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { fileURLToPath } from "node:url";

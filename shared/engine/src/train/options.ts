@@ -1,6 +1,7 @@
 // The trainer's options: defaults (Aurora's released recipe where it has one) and one validating parse
 // whose errors name the key.
 import { InvalidArgumentError } from "@specloop/errors";
+import type { LinearKernelsName } from "./ops/linear-kernels.js";
 
 export interface EagleTrainerOptions {
   /** AdamW learning rate (Aurora: 1e-4 from scratch, 1e-5 from a trained head). */
@@ -25,6 +26,11 @@ export interface EagleTrainerOptions {
   seed: number;
   /** A reduced draft vocabulary: draft id i -> target id draftVocab[i] (draft-vocab.ts); default: all. */
   draftVocab?: Int32Array;
+  /**
+   * The linear products' kernels: "cpu" (WebAssembly SIMD, f32 sums; the default) or "reference" (plain
+   * TypeScript, f64 sums). Each is deterministic; the two differ in the last bits.
+   */
+  kernels: LinearKernelsName;
 }
 
 export const DEFAULT_EAGLE_TRAINER_OPTIONS: Readonly<Omit<EagleTrainerOptions, "draftVocab">> = Object.freeze(
@@ -40,6 +46,7 @@ export const DEFAULT_EAGLE_TRAINER_OPTIONS: Readonly<Omit<EagleTrainerOptions, "
     rejectedWeight: 0,
     acceptanceWeight: 0,
     seed: 0,
+    kernels: "cpu",
   },
 );
 
@@ -77,6 +84,11 @@ export function parseEagleTrainerOptions(given: Partial<EagleTrainerOptions> = {
   if (!Array.isArray(b) || b.length !== 2 || !b.every((v) => typeof v === "number" && v >= 0 && v < 1))
     throw new InvalidArgumentError("options.betas", `${JSON.stringify(b)}: expected two numbers in [0, 1)`);
   o.betas = [b[0], b[1]];
+  if (o.kernels !== "cpu" && o.kernels !== "reference")
+    throw new InvalidArgumentError(
+      "options.kernels",
+      `${JSON.stringify(o.kernels)}: expected "cpu" or "reference"`,
+    );
   if (o.draftVocab !== undefined && !(o.draftVocab instanceof Int32Array && o.draftVocab.length > 0))
     throw new InvalidArgumentError("options.draftVocab", "expected a non-empty Int32Array of target ids");
   return o;
