@@ -85,7 +85,10 @@ export class SpooledPublisher {
     return new SpooledPublisher(bus, options, log);
   }
 
-  /** Queues messages (all or none); false when they would take the spool over its bound. Never throws. */
+  /**
+   * Queues messages (all or none); false when they would take the spool over its bound (or the disk
+   * refused them). Never throws, never waits on the bus.
+   */
   offer(messages: SpoolMessage | readonly SpoolMessage[]): boolean {
     const list = Array.isArray(messages) ? messages : [messages as SpoolMessage];
     const size = list.reduce((n, m) => n + recordSize(m), 0);
@@ -96,15 +99,22 @@ export class SpooledPublisher {
       }
       return false;
     }
+    let queued = 0;
     try {
-      for (const m of list) this.enqueue(m);
+      for (const m of list) {
+        this.enqueue(m);
+        queued++;
+      }
     } catch (err) {
       // The disk refused a write (full, removed): what was not written is dropped, counted, and logged.
       this.options.logger.error({ err }, "spool: cannot write to the spool directory");
-      return false;
+      for (const m of list.slice(queued)) {
+        this.counts.full++;
+        this.options.onDropped?.(m, "full", err);
+      }
     }
     this.signal();
-    return true;
+    return queued === list.length;
   }
 
   stats(): SpoolStats {
@@ -135,7 +145,11 @@ export class SpooledPublisher {
     // by the next open() (stored once: same Nats-Msg-Id).
     await Promise.race([this.loop, sleep(CLOSE_WAIT_MS)]);
     if (this.log !== undefined) {
-      this.spill();
+      try {
+        this.spill();
+      } catch (err) {
+        this.options.logger.error({ err }, "spool: cannot keep what still waits in the spool directory");
+      }
       this.log.close();
     }
   }
