@@ -1,7 +1,7 @@
 // Decode speed of the webgpu backend on one model directory, against the memory roofline:
 //   node --conditions=source --import tsx bench/gpu-decode.ts --model DIR [--batch 1,16] [--prompt 32]
 //        [--new 128] [--runs 2] [--warmup-new 16] [--budget-s 60] [--breakdown-steps 32] [--submit-every N]
-//        [--host-ids] [--dawn OPTION,...] [--profile] [--out FILE]
+//        [--host-ids] [--dawn OPTION,...] [--few-rows auto|matvec|skinny] [--profile] [--out FILE]
 // On the GPU machine it runs as an esbuild bundle (bench/gpu-run.sh). DIR is a Hugging Face directory; a
 // tokenizer is not needed (config.json + *.safetensors is enough).
 //
@@ -58,6 +58,11 @@ for (let i = argv.indexOf("--dawn"); i >= 0; i = argv.indexOf("--dawn")) {
   argv.splice(i, 2);
 }
 const args = parseArgs(argv, new Set(["profile", "host-ids"]));
+// --few-rows auto|matvec|skinny: which program products of 2-16 rows take (WebGpuBackendOptions.fewRows).
+const fewRowsArg = args.get("few-rows") ?? "auto";
+if (fewRowsArg !== "auto" && fewRowsArg !== "matvec" && fewRowsArg !== "skinny")
+  throw new RangeError(`--few-rows ${fewRowsArg}: expected auto, matvec or skinny`);
+const fewRows: "auto" | "matvec" | "skinny" = fewRowsArg;
 const hostIds = args.get("host-ids") === "true";
 const modelDir = args.get("model");
 if (modelDir === undefined) throw new RangeError("--model DIR is required");
@@ -171,7 +176,7 @@ async function profileRun(source: Parameters<typeof Model.load>[1], batch: numbe
     label: "gpu-decode profile",
     dawnOptions: [...dawnOptions, "disable-dawn-features=timestamp_quantization"],
   });
-  const pbe = createWebGpuBackend(dev, { profile: true, submitEvery });
+  const pbe = createWebGpuBackend(dev, { profile: true, submitEvery, fewRows });
   try {
     const model = Model.load(decodingBackend(pbe), source);
     await breakdown(pbe, model, batch, 4);
@@ -209,7 +214,10 @@ const device = await createWebGpuDevice({
 const submitArg = args.get("submit-every");
 if (submitArg !== undefined && !/^\d+$/.test(submitArg))
   throw new RangeError(`--submit-every ${submitArg}: expected a non-negative integer`);
-const be = createWebGpuBackend(device, submitArg === undefined ? {} : { submitEvery: Number(submitArg) });
+const be = createWebGpuBackend(device, {
+  fewRows,
+  ...(submitArg === undefined ? {} : { submitEvery: Number(submitArg) }),
+});
 const submitEvery = be.submitEvery;
 const rows = [];
 let uploadSeconds = 0;
@@ -310,6 +318,7 @@ try {
       runs,
       submit_every: submitEvery,
       ids_on_device: !hostIds,
+      few_rows: fewRows,
       dawn_options: dawnOptions,
       read_seconds: round(readSeconds, 2),
       upload_seconds: round(uploadSeconds, 2),

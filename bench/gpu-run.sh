@@ -61,7 +61,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max
 python3 -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'
 grep -m1 'model name' /proc/cpuinfo
 if [ -n "${BENCH_CONFORMANCE:-}" ]; then # every conformance case of the webgpu rows, on this adapter
-  export SPECLOOP_CONFORMANCE_BACKENDS=webgpu,webgpu-nosubgroups
+  export SPECLOOP_CONFORMANCE_BACKENDS=webgpu,webgpu-skinny,webgpu-nosubgroups
   step 150 "conformance: webgpu rows" \
     sh -c 'node .gpu/app/conformance.test.mjs > "$0/conformance.tap" 2>&1; s=$?; grep -E "^# (tests|pass|fail)|^    not ok" "$0/conformance.tap"; exit $s' "$RES"
 fi

@@ -43,6 +43,13 @@ const ALL_BACKENDS: BackendRow[] = [
     name: "webgpu",
     open: async () => createWebGpuBackend(await createWebGpuDevice({ label: "conformance" })),
   },
+  // Products of 2-16 rows through the skinny program whatever their width (by default only products of
+  // 3,072 outputs or more take it, wider than the cases here).
+  {
+    name: "webgpu-skinny",
+    open: async () =>
+      createWebGpuBackend(await createWebGpuDevice({ label: "conformance" }), { fewRows: "skinny" }),
+  },
   // The kernels an adapter without subgroup operations gets (workgroup-memory reductions).
   {
     name: "webgpu-nosubgroups",
@@ -195,7 +202,8 @@ for (const [i, [n, k, m, bias]] of (
 
 // The optional RMSNorm-fused products: on the matrix-vector path with k a multiple of 8 (16-byte x loads)
 // and not (a partial chunk), in one chunk of rows (n <= 16) or several (n = 17, 33), and past it (n = 257:
-// the backend's own fallback).
+// the backend's own fallback); and wide enough for the webgpu backend's skinny program by default (m >=
+// 3,072; from 32,768, an LM head's width, two outputs a lane).
 for (const [i, [n, k, m]] of (
   [
     [1, 1024, 64],
@@ -204,6 +212,8 @@ for (const [i, [n, k, m]] of (
     [17, 64, 33],
     [33, 513, 40],
     [257, 64, 33],
+    [9, 100, 4100],
+    [5, 72, 32776],
   ] as const
 ).entries()) {
   const dtype = DTYPES[i % 3] as DType;

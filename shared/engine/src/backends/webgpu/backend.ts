@@ -83,6 +83,11 @@ export interface WebGpuBackendOptions {
    * workgroup-memory kernels every adapter runs (tests check both on lavapipe).
    */
   subgroups?: boolean;
+  /**
+   * Which program products of 2-16 rows take (Recorder.fewRows; default "auto"). Benchmarks compare them; the
+   * conformance test runs both.
+   */
+  fewRows?: "auto" | "matvec" | "skinny";
 }
 
 /**
@@ -133,6 +138,7 @@ export class WebGpuBackend implements Backend {
   ) {
     this.rec = new Recorder(gpu.device, options.subgroups === false ? 0 : gpu.subgroupSize);
     this.rec.submitEvery = Math.max(0, Math.floor(options.submitEvery ?? DEFAULT_SUBMIT_EVERY));
+    this.rec.fewRows = options.fewRows ?? "auto";
     if (options.profile) {
       if (!gpu.features.has("timestamp-query"))
         throw new RangeError("webgpu backend: profiling needs the timestamp-query feature");

@@ -105,6 +105,11 @@ export class Recorder {
    */
   submitEvery = 0;
   private sinceSubmit = 0;
+  /**
+   * Which program products of 2-16 rows take (ops/matmul.ts): "auto" (the skinny program for wide products,
+   * the matrix-vector program for narrow ones), or one of them for all (benchmarks comparing them).
+   */
+  fewRows: "auto" | "matvec" | "skinny" = "auto";
   /** The pipeline last set on the open pass (a pass starts with none). */
   private passPipeline: GPUComputePipeline | null = null;
   /** The most threads of a one-dimensional workgroup, and its workgroup memory (the device's limits). */

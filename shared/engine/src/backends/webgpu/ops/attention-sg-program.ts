@@ -1,6 +1,5 @@
 // Attention with subgroup operations, one workgroup per (row, query head): the workgroup's subgroups split the
-// row's keys (subgroup s takes keys s, s + NSG, ..., KEYS_AT_ONCE of them at a time so that their loads are in
-// flight together); for one key the subgroup's lanes hold the head's dimensions, so K and V rows are read
+// row's keys (subgroup s takes keys s, s + NSG, ...); for one key the subgroup's lanes hold the head's dimensions, so K and V rows are read
 // coalesced and q.k is one subgroupAdd, with no barrier in the loop. Each subgroup keeps its own online softmax
 // (running maximum, sum, output) and the subgroups' states are merged in workgroup memory at the end. The
 // `fused` form also prepares the inputs of a decode step (every sequence one new token): the head's q and the
@@ -10,11 +9,6 @@
 import type { DType } from "../../../tensor.js";
 import { LINEAR_WORKGROUP, weightScalar } from "../wgsl.js";
 import { ATTENTION_PARAMS, rowSequenceWgsl } from "./attention-common.js";
-
-/** Keys a subgroup loads together (see the key loop). */
-const KEYS_AT_ONCE = 4;
-
-const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 
 export interface AttentionSgSpec {
   headDim: number;
@@ -97,6 +91,15 @@ fn wgSum(v: f32, lid: u32) -> f32 {
     : `for (var d = lid; d < D; d += WG) { qs[d] = q[qBase + d]; }
   workgroupBarrier();`;
   const access = fused ? "read_write" : "read";
+  const load = `let slot = u32(batchMeta[table + key / params.blockSize]) * params.blockSize + key % params.blockSize;
+        let kb = slot * params.width + kvBase;
+        for (var t = 0u; t < PER; t++) {
+          let d = lane + t * SG;
+          if (d < D) {
+            dot += qv[t] * kCache[kb + d];
+            vv[t] = vCache[kb + d];
+          }
+        }`;
   return `enable subgroups;
 diagnostic(off, subgroup_uniformity);
 ${LINEAR_WORKGROUP}
@@ -144,67 +147,42 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   var m = MASKED;
   var l = 0.0;
   var acc: array<f32, PER>;
-  // Everything in this loop is uniform over the subgroup. KEYS_AT_ONCE keys an iteration, in the order a
-  // subgroup takes them one by one (so the softmax sees the same sequence of updates): their slots, then
-  // their K and V rows, are all loaded before the first is used, instead of one load round trip after the other.
-  for (var key0 = sgi; key0 < keys; key0 += ${KEYS_AT_ONCE}u * NSG) {
-    ${range(KEYS_AT_ONCE)
-      .map(
-        (u) => `let kc${u} = min(key0 + ${u}u * NSG, keys - 1u);
-    var ok${u} = key0 + ${u}u * NSG < keys;
-    if (ok${u} && maskAt >= 0 && kc${u} >= cached) {
-      let j = kc${u} - cached;
+  // Everything in this loop is uniform over the subgroup (one key at a time).
+  for (var key = sgi; key < keys; key += NSG) {
+    var visible = true;
+    if (maskAt >= 0 && key >= cached) {
+      let j = key - cached;
       let bits = u32(batchMeta[u32(maskAt) + i * maskWords + j / 32u]);
-      ok${u} = ((bits >> (j % 32u)) & 1u) == 1u;
+      visible = ((bits >> (j % 32u)) & 1u) == 1u;
     }
-    let kb${u} = (u32(batchMeta[table + kc${u} / params.blockSize]) * params.blockSize + kc${u} % params.blockSize) * params.width + kvBase;`,
-      )
-      .join("\n    ")}
-    ${range(KEYS_AT_ONCE)
-      .map((u) => {
-        const cache = `for (var t = 0u; t < PER; t++) {
-        let d = lane + t * SG;
-        if (d < D) {
-          dot${u} += qv[t] * kCache[kb${u} + d];
-          vv${u}[t] = vCache[kb${u} + d];
+    if (visible) {
+      var dot = 0.0;
+      var vv: array<f32, PER>;
+      ${
+        fused
+          ? `if (key == keys - 1u) {
+        // The row's own new token: from workgroup memory (its cache slot is being written).
+        for (var t = 0u; t < PER; t++) {
+          let d = lane + t * SG;
+          if (d < D) {
+            dot += qv[t] * ks[d];
+            vv[t] = vs[d];
+          }
         }
-      }`;
-        return `var dot${u} = 0.0;
-    var vv${u}: array<f32, PER>;
-    ${
-      fused
-        ? `if (kc${u} == keys - 1u) {
-      // The row's own new token: from workgroup memory (its cache slot is being written).
-      for (var t = 0u; t < PER; t++) {
-        let d = lane + t * SG;
-        if (d < D) {
-          dot${u} += qv[t] * ks[d];
-          vv${u}[t] = vs[d];
-        }
+      } else {
+        ${load}
+      }`
+          : load
       }
-    } else {
-      ${cache}
-    }`
-        : cache
-    }`;
-      })
-      .join("\n    ")}
-    ${range(KEYS_AT_ONCE)
-      .map((u) => `let score${u} = subgroupAdd(dot${u}) * params.scale;`)
-      .join("\n    ")}
-    ${range(KEYS_AT_ONCE)
-      .map(
-        (u) => `if (ok${u}) {
-      let mNew = max(m, score${u});
+      let score = subgroupAdd(dot) * params.scale;
+      let mNew = max(m, score);
       // exp(MASKED - x) is 0: nothing was summed before this subgroup's first key.
       let alpha = exp(m - mNew);
-      let p = exp(score${u} - mNew);
+      let p = exp(score - mNew);
       l = l * alpha + p;
-      for (var t = 0u; t < PER; t++) { acc[t] = acc[t] * alpha + p * vv${u}[t]; }
+      for (var t = 0u; t < PER; t++) { acc[t] = acc[t] * alpha + p * vv[t]; }
       m = mNew;
-    }`,
-      )
-      .join("\n    ")}
+    }
   }
   // Merge the subgroups' softmax states (a subgroup that saw no key has m = MASKED, l = 0: weight 0).
   if (lane == 0u) {

@@ -27,6 +27,16 @@ export const MATVEC_MAX_ROWS = 16;
 export const MATVEC_CHUNKED_MAX_ROWS = 256;
 
 /**
+ * Products of 2-16 rows with at least this many outputs take the skinny program; narrower ones the
+ * matrix-vector program, since the skinny one gives them too few workgroups (32 outputs each: the 0.6B
+ * shape's o_proj and down, 1,024 outputs, took 69 us there against 28 us on the H100 at 16 rows; q/k/v took
+ * 33 us against 60, gate/up 40 against 66).
+ */
+export const SKINNY_MIN_OUTPUTS = 3072;
+/** From this many outputs (an LM head) a skinny lane takes two outputs: half the workgroups, twice the use of x. */
+const SKINNY_TWO_PER_LANE = 32768;
+
+/**
  * The rows a matrix-vector pipeline is built for, for chunks of n rows: n itself up to 4, then multiples of
  * 4 (rows past n are computed from a repeated row and not stored): few pipelines, little waste.
  */
@@ -38,8 +48,6 @@ export function matvecChunkRows(n: number): number {
 export interface MatvecShape {
   outs: number;
   tpr: number;
-  /** Chunks of k loaded together (MatvecSpec.unroll; default 4 at one row, else 1). */
-  unroll?: number;
 }
 
 /**
@@ -86,7 +94,8 @@ export interface MatvecOptions {
   m1?: number;
   /**
    * The matrix-vector program with this layout, whatever the rows (benchmarks: bench/gpu-matvec.ts); by
-   * default 2 or more rows take the skinny program, 1 row the matrix-vector one with matvecShape's layout.
+   * default 2 or more rows of a wide product take the skinny program (see SKINNY_MIN_OUTPUTS and
+   * Recorder.fewRows), other products the matrix-vector one with matvecShape's layout.
    */
   shape?: MatvecShape;
 }
@@ -127,9 +136,15 @@ export function dispatchMatvec(
       .u32(opts.m1 ?? 0)
       .f32(opts.norm?.eps ?? 0)
       .u32(blocks);
-  if (rows >= 2 && opts.shape === undefined) {
+  const skinny =
+    rows >= 2 &&
+    opts.shape === undefined &&
+    (rec.fewRows === "skinny" || (rec.fewRows === "auto" && m >= SKINNY_MIN_OUTPUTS));
+  if (skinny) {
+    const perLane = m >= SKINNY_TWO_PER_LANE ? 2 : 1;
     const program = skinnyProgram({
       rows,
+      perLane,
       dtype: w.dtype,
       bias: opts.biases?.[0]?.dtype ?? null,
       residual: opts.residual !== undefined,
@@ -137,7 +152,7 @@ export function dispatchMatvec(
       norm: opts.norm?.weight.dtype ?? null,
       vec: k % 8 === 0,
     });
-    const blocks = Math.ceil(m / SKINNY_OUTPUTS);
+    const blocks = Math.ceil(m / (SKINNY_OUTPUTS * perLane));
     rec.dispatch({
       key: program.key,
       wgsl: program.wgsl,
@@ -147,7 +162,7 @@ export function dispatchMatvec(
     });
     return;
   }
-  const { outs: perGroup, tpr, unroll } = opts.shape ?? matvecShape(m, rows, sg);
+  const { outs: perGroup, tpr } = opts.shape ?? matvecShape(m, rows, sg);
   const spec: MatvecSpec = {
     rows,
     outs: perGroup,
@@ -159,7 +174,6 @@ export function dispatchMatvec(
     tpr,
     vec: k % 8 === 0,
     sg,
-    unroll: unroll ?? (rows === 1 ? 4 : 1),
   };
   const program = matvecProgram(spec);
   const blocks = Math.ceil(m / ((MATVEC_WG / tpr) * perGroup));

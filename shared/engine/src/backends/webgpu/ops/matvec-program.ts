@@ -44,12 +44,6 @@ export interface MatvecSpec {
   vec: boolean;
   /** Subgroup size the reduction is built for (subgroupAdd), or 0: workgroup memory. */
   sg: number;
-  /**
-   * Chunks of k a thread loads before it multiplies (1: one at a time): at one row a thread has only
-   * k / 8 / tpr chunks to walk (4 for the 0.6B shape's products), and loading them together keeps that many
-   * loads in flight instead of waiting for each in turn.
-   */
-  unroll: number;
 }
 
 /** The per-row values a thread accumulates: name and how many (per output for the products). */
@@ -249,54 +243,28 @@ fn sumRed(i: u32, first: u32) -> f32 {
   const xRows = range(R)
     .map((r) => `let xr${r} = rb + min(${r}u, nr - 1u);`)
     .join("\n  ");
-  const U = spec.unroll;
-  const products = (xv: string, r: number, w: (o: number) => string, u: (o: number) => string) =>
+  const products = (xv: string, r: number, w: string, u: string) =>
     range(O)
       .map(
         (o) =>
-          `acc[${at(spec, o, r)}] += dot(${w(o)}.a, ${xv}.a) + dot(${w(o)}.b, ${xv}.b);` +
-          (gu ? ` acc2[${at(spec, o, r)}] += dot(${u(o)}.a, ${xv}.a) + dot(${u(o)}.b, ${xv}.b);` : ""),
+          `acc[${at(spec, o, r)}] += dot(${w}${o}.a, ${xv}.a) + dot(${w}${o}.b, ${xv}.b);` +
+          (gu ? ` acc2[${at(spec, o, r)}] += dot(${u}${o}.a, ${xv}.a) + dot(${u}${o}.b, ${xv}.b);` : ""),
       )
       .join("\n        ");
-  // Chunk u of an iteration: c + u * tpr, clamped to the last chunk (loaded, not added, past the end).
-  const chunkAt = (u: number) => (u === 0 ? "c" : `min(c + ${u * tpr}u, params.full - 1u)`);
-  const loads = range(U)
-    .map((u) =>
-      [
-        `let c${u} = ${chunkAt(u)};`,
-        ...range(O).map(
-          (o) =>
-            `let w${o}_${u} = ${weight(o, `c${u}`)};${gu ? ` let u${o}_${u} = u8(rc${o} + c${u});` : ""}`,
-        ),
-        ...(norm ? [`let gv${u} = g8(c${u});`] : []),
-        ...range(R).map((r) => `let x${r}_${u} = x8(xr${r}, c${u});`),
-      ].join("\n    "),
-    )
-    .join("\n    ");
-  const body = range(U)
-    .map((u) => {
-      const rows = range(R)
-        .map(
-          (r) => `{
+  const body = range(R)
+    .map(
+      (r) => `{
         ${
           norm
-            ? `let xr = x${r}_${u};
+            ? `let xr = x8(xr${r}, c);
         ss[${r}] += dot(xr.a, xr.a) + dot(xr.b, xr.b);
-        let xv = F8(xr.a * gv${u}.a, xr.b * gv${u}.b);`
-            : `let xv = x${r}_${u};`
+        let xv = F8(xr.a * gv.a, xr.b * gv.b);`
+            : `let xv = x8(xr${r}, c);`
         }
-        ${products(
-          "xv",
-          r,
-          (o) => `w${o}_${u}`,
-          (o) => `u${o}_${u}`,
-        )}
+        ${products("xv", r, "w", "u")}
       }`,
-        )
-        .join("\n      ");
-      return u === 0 ? rows : `if (c + ${u * tpr}u < params.full) {\n      ${rows}\n    }`;
-    })
-    .join("\n    ");
+    )
+    .join("\n      ");
   // The last, partial chunk (k % 8 values; scalar x only): its weights are zero padding past k, but x past k
   // belongs to the next row (or past the buffer), so it is read element by element.
   const arr8 = (v: string) =>
@@ -361,9 +329,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   var acc: array<f32, ${O * R}>;
   ${gu ? `var acc2: array<f32, ${O * R}>;` : ""}
   ${norm ? "var ss: array<f32, R>;" : ""}
-  // Whole chunks: k / 8 of them, no bounds checks on x; ${U} per iteration, loaded first.
-  for (var c = t; c < params.full; c += ${U * tpr}u) {
-    ${loads}
+  // Whole chunks: k / 8 of them, no bounds checks on x.
+  for (var c = t; c < params.full; c += ${tpr}u) {
+    ${range(O)
+      .map((o) => `let w${o} = ${weight(o, "c")};${gu ? ` let u${o} = u8(rc${o} + c);` : ""}`)
+      .join("\n    ")}
+    ${norm ? "let gv = g8(c);" : ""}
     ${body}
   }
   ${partial}
@@ -389,12 +360,11 @@ export function matvecProgram(spec: MatvecSpec): { key: string; wgsl: () => stri
   code = code * 512 + spec.tpr;
   code = code * 2 + (spec.vec ? 1 : 0);
   code = code * 256 + spec.sg;
-  code = code * 8 + spec.unroll;
   let p = programs.get(code);
   if (!p) {
     const s = { ...spec };
     p = {
-      key: `matvec:${s.mode}:${s.rows}x${s.outs}:${s.dtype}:${s.bias}:${s.residual}:${s.norm}:${s.tpr}:${s.vec}:${s.sg}:u${s.unroll}`,
+      key: `matvec:${s.mode}:${s.rows}x${s.outs}:${s.dtype}:${s.bias}:${s.residual}:${s.norm}:${s.tpr}:${s.vec}:${s.sg}`,
       wgsl: () => matvecWgsl(s),
     };
     programs.set(code, p);

@@ -20,6 +20,11 @@ const SLICES = SKINNY_WG / SKINNY_OUTPUTS;
 export interface SkinnySpec {
   /** Rows of x a workgroup takes (2..16; matmul.ts's matvecChunkRows). */
   rows: number;
+  /**
+   * Outputs per lane (1 or 2): each x load then serves twice as many weights, for products with enough
+   * outputs that halving the workgroups leaves plenty (the LM head).
+   */
+  perLane: number;
   dtype: DType;
   /** The bias's dtype (qkv: of all three), or null for none. */
   bias: DType | null;
@@ -36,9 +41,10 @@ const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 
 /** WGSL source of the skinny program for `spec` (same bindings and Params as matvec-program.ts). */
 export function skinnyWgsl(spec: SkinnySpec): string {
-  const { rows: R, dtype, bias, residual, mode, norm, vec } = spec;
+  const { rows: R, perLane: L, dtype, bias, residual, mode, norm, vec } = spec;
   const gu = mode === "gateUp";
   const qkv = mode === "qkv";
+  const outsPerWg = SKINNY_OUTPUTS * L;
   let next = 2;
   const decls: string[] = [];
   if (norm) decls.push(weightVec8(next++, "g", norm));
@@ -51,8 +57,8 @@ export function skinnyWgsl(spec: SkinnySpec): string {
     for (const y of ["yq", "yk", "yv"])
       decls.push(`@group(0) @binding(${next++}) var<storage, read_write> ${y}: array<f32>;`);
     if (bias) for (const b of ["bq", "bk", "bv"]) decls.push(weightScalar(next++, b, bias));
-    decls.push(`// Lanes of a slice read rows of different weights only where the group of 32 outputs straddles two.
-fn w8(seg: u32, c: u32) -> F8 {
+    decls.push(`// Lanes of a slice read rows of different weights only where its outputs straddle two.
+fn wAt8(seg: u32, c: u32) -> F8 {
   if (seg == 0u) { return wq8(c); }
   if (seg == 1u) { return wk8(c); }
   return wv8(c);
@@ -64,43 +70,55 @@ fn w8(seg: u32, c: u32) -> F8 {
     if (bias) decls.push(weightScalar(next++, "bias", bias));
     if (residual) decls.push(`@group(0) @binding(${next++}) var<storage, read> res: array<f32>;`);
   }
-  const wAt = (c: string) => (qkv ? `w8(seg, rc + ${c})` : `w8(rc + ${c})`);
-  // An output's weight row and (qkv) segment, for output index `j` (clamped into range by the caller).
-  const locate = (j: string) =>
+  const wAt = (o: number, c: string) => (qkv ? `wAt8(seg${o}, rc${o} + ${c})` : `w8(rc${o} + ${c})`);
+  // Output `j`'s weight row (and qkv segment), declared with suffix `sfx`.
+  const locate = (j: string, sfx: string) =>
     qkv
-      ? `let seg = select(select(2u, 1u, ${j} < params.m0 + params.m1), 0u, ${j} < params.m0);
-  let row = ${j} - select(select(params.m0 + params.m1, params.m0, seg == 1u), 0u, seg == 0u);`
-      : `let row = ${j};`;
+      ? `let seg${sfx} = select(select(2u, 1u, ${j} < params.m0 + params.m1), 0u, ${j} < params.m0);
+    let row${sfx} = ${j} - select(select(params.m0 + params.m1, params.m0, seg${sfx} == 1u), 0u, seg${sfx} == 0u);`
+      : `let row${sfx} = ${j};`;
+  // x is read at precomputed row offsets (xb0 .. xb{R-1}, in x's elements): a step adds only the chunk.
   const xDecl = vec
     ? `@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
-fn x8(r: u32, c: u32) -> F8 {
-  let at = r * (params.k / 4u) + 2u * c;
+// Chunk c of the row starting at vec4 xb.
+fn x8(xb: u32, c: u32) -> F8 {
+  let at = xb + 2u * c;
   return F8(x[at], x[at + 1u]);
 }`
     : `@group(0) @binding(1) var<storage, read> x: array<f32>;
-fn x8(r: u32, c: u32) -> F8 {
-  let at = r * params.k + c * 8u;
+// Chunk c of the row starting at element xb.
+fn x8(xb: u32, c: u32) -> F8 {
+  let at = xb + c * 8u;
   return F8(vec4<f32>(x[at], x[at + 1u], x[at + 2u], x[at + 3u]),
             vec4<f32>(x[at + 4u], x[at + 5u], x[at + 6u], x[at + 7u]));
 }`;
-  // One step: chunk `c` of the lane's weight row(s) times every row of x (rows past nr repeat the last row:
+  const rowStride = vec ? "(params.k / 4u)" : "params.k";
+  // The sums a lane keeps: per output, the products (and the up products), R rows each.
+  const kinds = range(L).flatMap((o) => [`acc${o}`, ...(gu ? [`up${o}`] : [])]);
+  // One step: chunk `c` of the lane's weight rows times every row of x (rows past nr repeat the last row:
   // valid memory, never stored), and the squares of the lane's own row for the norm.
   const step = (c: string) => `{
-      var wv = ${wAt(c)};
-      ${gu ? `var uv = u8(rc + ${c});` : ""}
-      ${
-        norm
-          ? `let gv = g8(${c});
-      wv = F8(wv.a * gv.a, wv.b * gv.b);
-      ${gu ? "uv = F8(uv.a * gv.a, uv.b * gv.b);" : ""}
-      let xs = x8(ssRow, ${c});
-      ss += dot(xs.a, xs.a) + dot(xs.b, xs.b);`
-          : ""
-      }
+      ${norm ? `let gv = g8(${c});` : ""}
+      ${range(L)
+        .map(
+          (o) =>
+            `var w${o} = ${wAt(o, c)};${gu ? ` var u${o} = u8(rc${o} + ${c});` : ""}${
+              norm
+                ? `\n      w${o} = F8(w${o}.a * gv.a, w${o}.b * gv.b);${gu ? ` u${o} = F8(u${o}.a * gv.a, u${o}.b * gv.b);` : ""}`
+                : ""
+            }`,
+        )
+        .join("\n      ")}
+      ${norm ? `let xs = x8(ssBase, ${c});\n      ss += dot(xs.a, xs.a) + dot(xs.b, xs.b);` : ""}
       ${range(R)
         .map(
-          (r) => `{ let xv = x8(rb + min(${r}u, nr - 1u), ${c});
-        acc[${r}] += dot(wv.a, xv.a) + dot(wv.b, xv.b);${gu ? `\n        acc2[${r}] += dot(uv.a, xv.a) + dot(uv.b, xv.b);` : ""} }`,
+          (r) => `{ let xv = x8(xb${r}, ${c});
+        ${range(L)
+          .map(
+            (o) =>
+              `acc${o}[${r}] += dot(w${o}.a, xv.a) + dot(w${o}.b, xv.b);${gu ? ` up${o}[${r}] += dot(u${o}.a, xv.a) + dot(u${o}.b, xv.b);` : ""}`,
+          )
+          .join("\n        ")} }`,
         )
         .join("\n      ")}
     }`;
@@ -111,60 +129,72 @@ fn x8(r: u32, c: u32) -> F8 {
   const partial = vec
     ? ""
     : `if (slice == 0u && params.full < params.chunks) {
-    let wf = ${wAt("params.full")};
-    let wa = ${arr8("wf")};
-    ${gu ? `let uf = u8(rc + params.full);\n    let ua = ${arr8("uf")};` : ""}
     ${norm ? `let gf = g8(params.full);\n    let ga = ${arr8("gf")};` : ""}
+    ${range(L)
+      .map(
+        (o) =>
+          `let wf${o} = ${wAt(o, "params.full")};\n    let wa${o} = ${arr8(`wf${o}`)};` +
+          (gu ? `\n    let uf${o} = u8(rc${o} + params.full);\n    let ua${o} = ${arr8(`uf${o}`)};` : ""),
+      )
+      .join("\n    ")}
     for (var e = 0u; e < params.k - params.full * 8u; e++) {
       let at = params.full * 8u + e;
-      ${norm ? "let xs = x[ssRow * params.k + at];\n      ss += xs * xs;" : ""}
+      ${norm ? "let xs = x[ssBase + at];\n      ss += xs * xs;" : ""}
       ${range(R)
         .map(
-          (r) => `{ let xe = x[(rb + min(${r}u, nr - 1u)) * params.k + at];
-        acc[${r}] += ${norm ? "wa[e] * ga[e]" : "wa[e]"} * xe;${gu ? `\n        acc2[${r}] += ${norm ? "ua[e] * ga[e]" : "ua[e]"} * xe;` : ""} }`,
+          (r) => `{ let xe = x[xb${r} + at];
+        ${range(L)
+          .map(
+            (o) =>
+              `acc${o}[${r}] += ${norm ? `wa${o}[e] * ga[e]` : `wa${o}[e]`} * xe;` +
+              (gu ? ` up${o}[${r}] += ${norm ? `ua${o}[e] * ga[e]` : `ua${o}[e]`} * xe;` : ""),
+          )
+          .join("\n        ")} }`,
         )
         .join("\n      ")}
     }
   }`;
-  // Workgroup memory: per slice, every (row, lane) sum of one kind at a time (the products, then the up
-  // products: both at once would pass lavapipe's 32 KiB), then the squares per row.
+  // Workgroup memory: per slice, every (row, lane) sum of one kind at a time (all at once would pass
+  // lavapipe's 32 KiB), then the squares per row.
   const perSlice = R * SKINNY_OUTPUTS;
   const at = (sl: string, r: string, l: string) => `${sl} * ${perSlice}u + ${r} * ${SKINNY_OUTPUTS}u + ${l}`;
-  const ssBase = SLICES * perSlice;
-  const redSize = ssBase + (norm ? SLICES * R : 0);
+  const ssRed = SLICES * perSlice;
+  const redSize = ssRed + (norm ? SLICES * R : 0);
   // The (row, lane) pairs a thread finishes: p = lid + i * SKINNY_WG.
   const pairs = Math.ceil(perSlice / SKINNY_WG);
-  const gather = (arr: string, tot: string) => `${range(R)
-    .map((r) => `red[${at("slice", `${r}u`, "lane")}] = ${arr}[${r}];`)
+  const gather = (kind: string) => `${range(R)
+    .map((r) => `red[${at("slice", `${r}u`, "lane")}] = ${kind}[${r}];`)
     .join("\n  ")}
   workgroupBarrier();
   for (var i = 0u; i < ${pairs}u; i++) {
     let p = lid + i * ${SKINNY_WG}u;
     if (p < ${perSlice}u) {
       for (var s = 0u; s < ${SLICES}u; s++) {
-        ${tot}[i] += red[${at("s", `(p / ${SKINNY_OUTPUTS}u)`, `(p % ${SKINNY_OUTPUTS}u)`)}];
+        t_${kind}[i] += red[${at("s", `(p / ${SKINNY_OUTPUTS}u)`, `(p % ${SKINNY_OUTPUTS}u)`)}];
       }
     }
-  }`;
-  const scale = norm ? " * inv" : "";
-  let store: string;
-  if (qkv) {
-    const b = (name: string) => (bias ? ` + ${name}At(row)` : "");
-    store = `let v = tot[i]${scale};
-      if (seg == 0u) { yq[o * params.m0 + row] = v${b("bq")}; }
-      else if (seg == 1u) { yk[o * params.m1 + row] = v${b("bk")}; }
-      else { yv[o * (params.m - params.m0 - params.m1) + row] = v${b("bv")}; }`;
-  } else if (gu) {
-    // For g below about -88, e^-g overflows to +inf and g / inf is -0: the limit, no NaN (as siluMul).
-    store = `let g = tot[i]${scale};
-      y[o * params.m + row] = g / (1.0 + exp(-g)) * (tot2[i]${scale});`;
-  } else {
-    let v = `tot[i]${scale}`;
-    if (bias) v += " + biasAt(row)";
-    // residual + (x W^T + b), the order the reference's add(residual, matmul) sums in.
-    if (residual) v = `res[o * params.m + row] + (${v})`;
-    store = `y[o * params.m + row] = ${v};`;
   }
+  workgroupBarrier();`;
+  const scale = norm ? " * inv" : "";
+  const store = (o: number) => {
+    const tot = `t_acc${o}[i]${scale}`;
+    if (qkv) {
+      const b = (name: string) => (bias ? ` + ${name}At(row${o})` : "");
+      return `if (seg${o} == 0u) { yq[orow * params.m0 + row${o}] = ${tot}${b("bq")}; }
+        else if (seg${o} == 1u) { yk[orow * params.m1 + row${o}] = ${tot}${b("bk")}; }
+        else { yv[orow * (params.m - params.m0 - params.m1) + row${o}] = ${tot}${b("bv")}; }`;
+    }
+    if (gu) {
+      // For g below about -88, e^-g overflows to +inf and g / inf is -0: the limit, no NaN (as siluMul).
+      return `let g = ${tot};
+        y[orow * params.m + row${o}] = g / (1.0 + exp(-g)) * (t_up${o}[i]${scale});`;
+    }
+    let v = tot;
+    if (bias) v += ` + biasAt(row${o})`;
+    // residual + (x W^T + b), the order the reference's add(residual, matmul) sums in.
+    if (residual) v = `res[orow * params.m + row${o}] + (${v})`;
+    return `y[orow * params.m + row${o}] = ${v};`;
+  };
   return `${LINEAR_WORKGROUP}
 ${F8_STRUCT}
 // As matvec-program.ts: m outputs in all; m0, m1 the q and k segments (qkv); eps the fused RMSNorm's; blocks:
@@ -180,22 +210,30 @@ var<workgroup> red: array<f32, ${redSize}>;
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
   let wg = linearWorkgroup(wid, nwg);
-  // rb is the same for the whole workgroup: returning keeps the barrier below in uniform control flow.
+  // rb is the same for the whole workgroup: returning keeps the barriers below in uniform control flow.
   let rb = (wg / params.blocks) * R;
   if (rb >= params.n) { return; }
   let nr = min(R, params.n - rb);
   let lane = lid % ${SKINNY_OUTPUTS}u;
   let slice = lid / ${SKINNY_OUTPUTS}u;
-  let first = (wg % params.blocks) * ${SKINNY_OUTPUTS}u;
-  var acc: array<f32, ${R}>;
-  ${gu ? `var acc2: array<f32, ${R}>;` : ""}
+  // The workgroup's first output; the lane's outputs are first + lane + ${SKINNY_OUTPUTS} * o.
+  let first = (wg % params.blocks) * ${outsPerWg}u;
+  ${kinds.map((k) => `var ${k}: array<f32, ${R}>;`).join("\n  ")}
   ${norm ? "var ss = 0.0;" : ""}
   {
-    // This lane's output (the spare lanes of the last block read the last output's row, and store nothing).
-    let j = min(first + lane, params.m - 1u);
-    ${locate("j")}
-    let rc = row * params.chunks;
-    ${norm ? "// The row of x whose squares this lane sums.\n    let ssRow = rb + min(lane % R, nr - 1u);" : ""}
+    // The lane's weight rows (the spare lanes of the last block read the last output's row, and store
+    // nothing), and where the rows of x start.
+    ${range(L)
+      .map(
+        (o) => `let j${o} = min(first + lane + ${SKINNY_OUTPUTS * o}u, params.m - 1u);
+    ${locate(`j${o}`, `${o}`)}
+    let rc${o} = row${o} * params.chunks;`,
+      )
+      .join("\n    ")}
+    ${range(R)
+      .map((r) => `let xb${r} = (rb + min(${r}u, nr - 1u)) * ${rowStride};`)
+      .join("\n    ")}
+    ${norm ? `// The row of x whose squares this lane sums.\n    let ssBase = (rb + min(lane % R, nr - 1u)) * ${rowStride};` : ""}
     // This slice's chunks of k, two at a time (32 bytes of a 2-byte weight row: a whole memory sector).
     let per = ((params.full + ${2 * SLICES - 1}u) / ${2 * SLICES}u) * 2u;
     let c0 = slice * per;
@@ -207,20 +245,27 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if (c0 < c1 && (c1 - c0) % 2u == 1u) ${step("c1 - 1u")}
     ${partial}
   }
-  // The slices' sums of each (row, lane) pair this thread finishes, then the epilogue.
-  var tot: array<f32, ${pairs}>;
-  ${gather("acc", "tot")}
-  ${gu ? `var tot2: array<f32, ${pairs}>;\n  workgroupBarrier();\n  ${gather("acc2", "tot2")}` : ""}
-  ${norm ? `if (lane < R) { red[${ssBase}u + slice * R + lane] = ss; }\n  workgroupBarrier();` : ""}
+  // The slices' sums of each (row, lane) pair this thread finishes, kind by kind, then the epilogue.
+  ${kinds.map((k) => `var t_${k}: array<f32, ${pairs}>;`).join("\n  ")}
+  ${kinds.map(gather).join("\n  ")}
+  ${norm ? `if (lane < R) { red[${ssRed}u + slice * R + lane] = ss; }\n  workgroupBarrier();` : ""}
   for (var i = 0u; i < ${pairs}u; i++) {
     let p = lid + i * ${SKINNY_WG}u;
     let r = p / ${SKINNY_OUTPUTS}u;
-    let j = first + p % ${SKINNY_OUTPUTS}u;
-    if (p < ${perSlice}u && r < nr && j < params.m) {
-      ${norm ? `var sst = 0.0;\n      for (var s = 0u; s < ${SLICES}u; s++) { sst += red[${ssBase}u + s * R + r]; }\n      // As rms-norm.ts: 1 / sqrt, not inverseSqrt.\n      let inv = 1.0 / sqrt(sst / f32(params.k) + params.eps);` : ""}
-      ${locate("j")}
-      let o = rb + r;
-      ${store}
+    if (p < ${perSlice}u && r < nr) {
+      let orow = rb + r;
+      ${norm ? `var sst = 0.0;\n      for (var s = 0u; s < ${SLICES}u; s++) { sst += red[${ssRed}u + s * R + r]; }\n      // As rms-norm.ts: 1 / sqrt, not inverseSqrt.\n      let inv = 1.0 / sqrt(sst / f32(params.k) + params.eps);` : ""}
+      ${range(L)
+        .map(
+          (o) => `{
+        let j = first + p % ${SKINNY_OUTPUTS}u + ${SKINNY_OUTPUTS * o}u;
+        if (j < params.m) {
+          ${locate("j", `${o}`)}
+          ${store(o)}
+        }
+      }`,
+        )
+        .join("\n      ")}
     }
   }
 }`;
@@ -235,6 +280,7 @@ export function skinnyProgram(spec: SkinnySpec): { key: string; wgsl: () => stri
   const dt = (d: DType | null) => (d === null ? 0 : DTYPE_CODES[d]);
   let code = MODES.indexOf(spec.mode);
   code = code * 32 + spec.rows;
+  code = code * 4 + spec.perLane;
   code = code * 4 + dt(spec.dtype);
   code = code * 4 + dt(spec.bias);
   code = code * 2 + (spec.residual ? 1 : 0);
@@ -244,7 +290,7 @@ export function skinnyProgram(spec: SkinnySpec): { key: string; wgsl: () => stri
   if (!p) {
     const s = { ...spec };
     p = {
-      key: `skinny:${s.mode}:${s.rows}:${s.dtype}:${s.bias}:${s.residual}:${s.norm}:${s.vec}`,
+      key: `skinny:${s.mode}:${s.rows}x${s.perLane}:${s.dtype}:${s.bias}:${s.residual}:${s.norm}:${s.vec}`,
       wgsl: () => skinnyWgsl(s),
     };
     programs.set(code, p);
