@@ -92,12 +92,16 @@ describe("services - inference", () => {
   });
 });
 
+// The store, API and intake of the trainer, with training off (the loop has its own tests, and its day-0
+// version would take the live slot these tests fill by hand).
+const storeOnly = () => ({ ...busEnv, SPECLOOP_TRAINER__ENABLED: "false" });
+
 describe("services - speculator-trainer", () => {
   let trainer: ServiceProcess;
   let dbPath: string;
   before(async () => {
     dbPath = join(dir.path, "trainer.sqlite");
-    trainer = await spawnService("speculator-trainer", { env: { ...busEnv, SPECLOOP_STORE__PATH: dbPath } });
+    trainer = await spawnService("speculator-trainer", { env: { ...storeOnly(), SPECLOOP_STORE__PATH: dbPath } });
   });
   after(() => trainer.stop());
 
@@ -163,7 +167,7 @@ describe("services - speculator-trainer", () => {
 
   test("services trainer - state survives a restart on the same file", async () => {
     assert.equal(await trainer.stop(), 0);
-    trainer = await spawnService("speculator-trainer", { env: { ...busEnv, SPECLOOP_STORE__PATH: dbPath } });
+    trainer = await spawnService("speculator-trainer", { env: { ...storeOnly(), SPECLOOP_STORE__PATH: dbPath } });
     const client = new SpeculatorTrainerClient(trainer.address, insecure);
     const res = await call<GetVersionResponse>((cb) => client.getVersion({ versionId: "v2" }, cb));
     client.close();
@@ -174,7 +178,7 @@ describe("services - speculator-trainer", () => {
 describe("services - trainer trace intake", () => {
   test("services trainer - consumes its model's traces over NATS and counts a malformed one as rejected", async () => {
     const trainer = await spawnService("speculator-trainer", {
-      env: { ...busEnv, SPECLOOP_STORE__PATH: join(dir.path, "intake.sqlite") },
+      env: { ...storeOnly(), SPECLOOP_STORE__PATH: join(dir.path, "intake.sqlite") },
     });
     const bus = await openTestBus(testBusConfig(nats.url));
     const client = new SpeculatorTrainerClient(trainer.address, insecure);

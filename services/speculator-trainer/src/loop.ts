@@ -55,6 +55,8 @@ export interface TrainerLoopOptions {
   onDecision?: (kind: "promote" | "reject" | "rollback", versionId: string, decision: GateDecision) => void;
   /** Told after each training step. */
   onStep?: (result: { loss: number; tokens: number; seconds: number }) => void;
+  /** Told of each version the loop publishes (and whether it became the canary). */
+  onPublish?: (versionId: string, canary: boolean, simulatedAcceptedPerPass: number | undefined) => void;
 }
 
 /** The most samples kept per version (the gate reads recent traffic). */
@@ -130,6 +132,10 @@ export class TrainerLoop {
 
   get bufferSize(): number {
     return this.buffer.size;
+  }
+
+  get bufferCapacity(): number {
+    return this.buffer.capacity;
   }
 
   bufferAgeMs(now = Date.now()): number {
@@ -244,7 +250,8 @@ export class TrainerLoop {
           : { loss: ev.loss, accuracy: ev.accuracy, simulatedAcceptedPerPass: ev.simulatedAcceptedPerPass },
     });
     this.writeCheckpoint();
-    if (lifecycle.withStatus("canary") === undefined && !(live?.pinned ?? false)) {
+    const canary = lifecycle.withStatus("canary") === undefined && !(live?.pinned ?? false);
+    if (canary) {
       await lifecycle.canary(
         row.id,
         config.canaryShare,
@@ -253,6 +260,7 @@ export class TrainerLoop {
       );
       this.canarySince.set(row.id, Date.now());
     }
+    this.options.onPublish?.(row.id, canary, ev?.simulatedAcceptedPerPass);
   }
 
   private writeCheckpoint(): void {

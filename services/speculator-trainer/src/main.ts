@@ -5,19 +5,21 @@ import { connectBus, ManifestSigner, provisionBus, SpeculatorRegistry } from "@s
 import { eagleConfigFor, loadModelDir, Model, selectBackend, trainerTarget } from "@specloop/engine";
 import { SERVICE_NAMES, SpeculatorTrainerService } from "@specloop/proto";
 import { type Logger, runService, TokenAuth } from "@specloop/runtime";
+import type { Registry } from "prom-client";
 import { traceBacklog } from "./backlog.js";
 import { type TrainerConfig, trainerConfigSchema } from "./config.js";
 import { openTrainerStore } from "./db/index.js";
 import { startTraceIntake } from "./intake.js";
 import { VersionLifecycle } from "./lifecycle.js";
 import { TrainerLoop } from "./loop.js";
+import { trainerMetrics } from "./metrics.js";
 import { trainerServer } from "./server.js";
 import { TrainerStateStore } from "./state.js";
 
 await runService<TrainerConfig>({
   name: "speculator-trainer",
   configSchema: trainerConfigSchema,
-  start: async ({ config, logger }) => {
+  start: async ({ config, logger, registry: metricsRegistry }) => {
     const store = openTrainerStore(config.store.path);
     logger.info({ path: store.path, migrationsApplied: store.migrationsApplied }, "store open");
     try {
@@ -35,7 +37,7 @@ await runService<TrainerConfig>({
       });
       const state = new TrainerStateStore(store.db, modelId);
       const loop = config.trainer.enabled
-        ? await openLoop(config, { lifecycle, state, logger, dataDir: dirname(store.path) })
+        ? await openLoop(config, { lifecycle, state, logger, dataDir: dirname(store.path), metricsRegistry })
         : undefined;
       const intake = await startTraceIntake(bus, store.db, modelId, logger, config.intake, (trace) =>
         loop?.offer(trace),
@@ -73,13 +75,26 @@ await runService<TrainerConfig>({
 /** The trainer's own target on its backend, and the loop over it (resumed from its checkpoint). */
 async function openLoop(
   config: TrainerConfig,
-  parts: { lifecycle: VersionLifecycle; state: TrainerStateStore; logger: Logger; dataDir: string },
+  parts: {
+    lifecycle: VersionLifecycle;
+    state: TrainerStateStore;
+    logger: Logger;
+    dataDir: string;
+    metricsRegistry: Registry;
+  },
 ): Promise<TrainerLoop> {
   const t = config.trainer;
   const selected = await selectBackend(t.backend, { cpu: t.cpuThreads > 0 ? { threads: t.cpuThreads } : {} });
   const loaded = await loadModelDir(resolve(t.modelDir));
   const target = Model.load(selected.backend, loaded);
-  return TrainerLoop.open({
+  let loop: TrainerLoop | undefined;
+  const metrics = trainerMetrics(parts.metricsRegistry, {
+    bufferTraces: () => loop?.bufferSize ?? 0,
+    bufferCapacity: () => loop?.bufferCapacity ?? t.bufferCapacity,
+    bufferAgeSeconds: () => (loop?.bufferAgeMs() ?? 0) / 1000,
+    trainingSteps: () => loop?.stepCount ?? 0,
+  });
+  loop = await TrainerLoop.open({
     modelId: t.modelId,
     target,
     frozen: trainerTarget(loaded),
@@ -92,5 +107,22 @@ async function openLoop(
     exampleMaxTokens: t.exampleMaxTokens,
     bufferCapacity: t.bufferCapacity,
     trainerOptions: { seed: t.seed },
+    onStep: ({ loss, tokens, seconds }) => {
+      metrics.tokensLearned.inc(tokens);
+      metrics.loss.set(loss);
+      metrics.stepSeconds.observe(seconds);
+    },
+    onPublish: (_id, canary, simulated) => {
+      metrics.versions.inc({ event: "published" });
+      if (canary) metrics.versions.inc({ event: "canaried" });
+      if (simulated !== undefined) metrics.simulatedAcceptedPerPass.set(simulated);
+    },
+    onDecision: (kind) => {
+      metrics.gateDecisions.inc({ decision: kind });
+      metrics.versions.inc({
+        event: kind === "promote" ? "promoted" : kind === "reject" ? "rejected" : "rolled_back",
+      });
+    },
   });
+  return loop;
 }
