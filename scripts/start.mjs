@@ -38,7 +38,13 @@ const SERVICES = [
     name: "speculator-trainer",
     grpcPort: 50052,
     metricsPort: 9462,
-    env: { SPECLOOP_STORE__PATH: join(dataDir, "speculator-trainer.sqlite") },
+    env: {
+      SPECLOOP_STORE__PATH: join(dataDir, "speculator-trainer.sqlite"),
+      SPECLOOP_SERVER__AUTH__TOKENS_FILE: join(dataDir, "trainer-tokens.yaml"),
+      SPECLOOP_TRAINER__MODEL_DIR: join(root, "models/tiny-code"),
+      // One core for learning, the rest for serving.
+      SPECLOOP_TRAINER__CPU_THREADS: "1",
+    },
   },
   {
     name: "verifier",
@@ -125,6 +131,15 @@ if (!existsSync(verifierTokens)) {
     mode: 0o600,
   });
 }
+// The trainer's admin RPCs (promote, rollback, pin, pause, config) take only calls with its admin token, made
+// the same way; the CLI reads it from SPECLOOP_ADMIN_TOKEN.
+const trainerTokens = join(dataDir, "trainer-tokens.yaml");
+if (!existsSync(trainerTokens)) {
+  const token = randomBytes(32).toString("base64url");
+  writeFileSync(trainerTokens, `- identity: local-admin\n  roles: [admin]\n  token: ${token}\n`, {
+    mode: 0o600,
+  });
+}
 // With an external NATS, its credentials are the operator's business (SPECLOOP_BUS__CREDENTIALS_FILE);
 // the manifest signing key is still made here, so the node trusts what the trainer signs.
 const bus = writeLocalBus({ dataDir, host, port: natsPort });
@@ -185,6 +200,7 @@ for (const svc of SERVICES) {
   );
 }
 console.log(`  the verifier's tests judge needs the token in ${verifierTokens}`);
+console.log(`  the trainer's admin RPCs need the token in ${trainerTokens}`);
 if (externalNats === undefined) {
   console.log(
     `  NATS needs a credential: read-only status with ${bus.credentials.credentialsFile("operator")}`,
