@@ -5,8 +5,9 @@
 // of "ship features over the bus or recompute them".
 //   node --conditions=source --import tsx bench/trainer-throughput.ts [--model models/tiny-code]
 //       [--traces 8] [--prompt 32] [--new 64] [--batch 4] [--steps 5] [--threads 1]
-//       [--configs default,draft1024,narrow] [--wait-idle SECONDS] [--out bench/results/trainer-throughput-cpu.json]
-// Each configuration: one warm-up step, then --steps timed steps, each over --batch traces in turn.
+//       [--configs default,draft1024,narrow] [--kernels cpu,reference] [--wait-idle SECONDS] [--out bench/results/trainer-throughput-cpu.json]
+// Each configuration, with each kernel set (the trainer's `cpu` WebAssembly products or the plain `reference`
+// ones): one warm-up step, then --steps timed steps, each over --batch traces in turn.
 import { loadavg } from "node:os";
 import {
   buildDraftVocab,
@@ -36,6 +37,7 @@ const batchSize = intArg(args, "batch", 4);
 const steps = intArg(args, "steps", 5);
 const threads = intArg(args, "threads", 1);
 const configs = (args.get("configs") ?? "default,draft1024,narrow").split(",");
+const kernelSets = (args.get("kernels") ?? "cpu,reference").split(",") as EagleTrainerOptions["kernels"][];
 const waitIdle = args.get("wait-idle");
 
 interface Setup {
@@ -98,27 +100,37 @@ async function main() {
   const load = [loadavg()[0]];
   const results = [];
   for (const s of setups.filter((x) => configs.includes(x.name))) {
-    const trainer = EagleHeadTrainer.create(target, s.head(base), { seed: 1, lr: 1e-4, ...s.options });
-    const batch = (i: number) =>
-      Array.from({ length: batchSize }, (_, j) => examples[(i * batchSize + j) % examples.length]!);
-    trainer.step(batch(0));
-    const times: number[] = [];
-    let tokens = 0;
-    for (let i = 1; i <= steps; i++) {
-      const t = performance.now();
-      const r = trainer.step(batch(i));
-      times.push((performance.now() - t) / 1000);
-      tokens += r.tokens;
+    for (const kernels of kernelSets) {
+      const trainer = EagleHeadTrainer.create(target, s.head(base), {
+        seed: 1,
+        lr: 1e-4,
+        ...s.options,
+        kernels,
+      });
+      const batch = (i: number) =>
+        Array.from({ length: batchSize }, (_, j) => examples[(i * batchSize + j) % examples.length]!);
+      trainer.step(batch(0));
+      const times: number[] = [];
+      let tokens = 0;
+      for (let i = 1; i <= steps; i++) {
+        const t = performance.now();
+        const r = trainer.step(batch(i));
+        times.push((performance.now() - t) / 1000);
+        tokens += r.tokens;
+      }
+      const total = times.reduce((a, b) => a + b, 0);
+      results.push({
+        config: s.name,
+        kernels,
+        what: s.what,
+        tokensPerStep: tokens / steps,
+        secondsPerStepMedian: round(median(times), 3),
+        traceTokensPerSecond: round(tokens / total, 1),
+      });
+      console.error(
+        `${s.name} (${kernels}): ${round(tokens / total, 1)} trace tokens/s, ${round(median(times), 2)} s/step`,
+      );
     }
-    const total = times.reduce((a, b) => a + b, 0);
-    results.push({
-      config: s.name,
-      what: s.what,
-      tokensPerStep: tokens / steps,
-      secondsPerStepMedian: round(median(times), 3),
-      traceTokensPerSecond: round(tokens / total, 1),
-    });
-    console.error(`${s.name}: ${round(tokens / total, 1)} trace tokens/s, ${round(median(times), 2)} s/step`);
   }
   load.push(loadavg()[0]);
   cpu.destroy();

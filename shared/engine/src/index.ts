@@ -182,6 +182,7 @@ export {
   type TrainStepResult,
 } from "./train/eagle-trainer.js";
 export type { EagleTrainingExample } from "./train/examples.js";
+export type { LinearKernelsName } from "./train/ops/linear-kernels.js";
 export {
   DEFAULT_EAGLE_TRAINER_OPTIONS,
   defaultEagleTrainerOptions,

@@ -79,11 +79,11 @@ function columns(rows: Float32Array, vocab: number, cols: Int32Array | undefined
   return out;
 }
 
-for (const [layers, draft] of [
-  [[5], false],
-  [[1, 3, 5], true],
+for (const [layers, draft, kernels] of [
+  [[5], false, "reference"],
+  [[1, 3, 5], true, "cpu"],
 ] as const) {
-  test(`eagle trainer - parity: the trainer's logits equal the served head's on the reference backend within 1e-4 (feature layers ${layers}${draft ? ", draft vocabulary of 300" : ""})`, async () => {
+  test(`eagle trainer - parity: the trainer's logits equal the served head's on the reference backend within 1e-4 (feature layers ${layers}${draft ? ", draft vocabulary of 300" : ""}, ${kernels} kernels)`, async () => {
     const ex = await example(0, layers);
     const config = eagleConfigFor(loaded.config, { featureLayers: layers });
     const d2t = draft
@@ -169,7 +169,9 @@ for (const [layers, draft] of [
         worst = Math.max(worst, maxDiff(step.logits.subarray(j * cols, (j + 1) * cols), served));
       }
     }
-    console.log(`# trainer vs served head (layers ${layers}): max |diff| ${worst.toExponential(2)}`);
+    console.log(
+      `# trainer (${kernels} kernels) vs served head (layers ${layers}): max |diff| ${worst.toExponential(2)}`,
+    );
     assert.ok(worst <= 1e-4, `max |diff| ${worst}`);
   });
 }

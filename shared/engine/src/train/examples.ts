@@ -122,7 +122,8 @@ export interface BatchPlan {
   klRows: number[];
   /**
    * The target's distribution at a row's position, restricted to the trained vocabulary: computed when
-   * asked (a vocabulary-wide row per position and step would not fit in memory for a large vocabulary).
+   * first asked and kept for the plan's life (one step), so each position costs one pass over the
+   * vocabulary however many unrolled steps score it.
    */
   target(row: LossRow): TargetRow | undefined;
 }
@@ -222,8 +223,18 @@ export function planBatch(
     rows.push(out);
     klRows.push(kl);
   });
-  const target = (row: LossRow) =>
-    row.hasTarget ? targetAt(batch[row.example]!, row.position, vocab, V, topKIndex[row.example]) : undefined;
+  // A position is the target of one row per unrolled step: its restricted distribution is computed once.
+  const cache = new Map<number, TargetRow>();
+  const target = (row: LossRow) => {
+    if (!row.hasTarget) return undefined;
+    const key = row.example * (V + 1) + row.position;
+    let t = cache.get(key);
+    if (t === undefined) {
+      t = targetAt(batch[row.example]!, row.position, vocab, V, topKIndex[row.example]);
+      if (t !== undefined) cache.set(key, t);
+    }
+    return t;
+  };
   return { layout, features, tokens, rows, klRows, target };
 }
 

@@ -121,19 +121,24 @@ export function softCrossEntropy(
     const o = r * cols;
     let max = Number.NEGATIVE_INFINITY;
     for (let c = 0; c < cols; c++) if (logits[o + c]! > max) max = logits[o + c]!;
+    // exp once per value: kept in probs, then scaled by the row's total.
     let total = 0;
-    for (let c = 0; c < cols; c++) total += Math.exp(logits[o + c]! - max);
+    for (let c = 0; c < cols; c++) {
+      const e = Math.exp(logits[o + c]! - max);
+      probs[o + c] = e;
+      total += e;
+    }
     const logZ = max + Math.log(total);
+    const inv = 1 / total;
     const w = weights[r]!;
     let ce = 0;
     let entropy = 0;
     for (let c = 0; c < cols; c++) {
-      const lq = logits[o + c]! - logZ;
-      const q = Math.exp(lq);
+      const q = probs[o + c]! * inv;
       const p = targets[o + c]!;
       probs[o + c] = q;
       if (p > 0) {
-        ce -= p * lq;
+        ce -= p * (logits[o + c]! - logZ);
         entropy -= p * Math.log(p);
       }
       dLogits[o + c] = w * (q - p);
