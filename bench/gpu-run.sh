@@ -15,6 +15,7 @@
 # BENCH_BEFORE=1 also runs .gpu/before/gpu-decode.mjs (a bundle of an earlier engine, made by hand) on the 0.6B
 # shape, for before/after on one card; BENCH_HOST_IDS=1 adds a run that reads every step's ids before the next
 # step (gpu-decode --host-ids); BENCH_DAWN="OPTION ..." adds a run per Dawn option (gpu-decode --dawn);
+# BENCH_FEW_ROWS="matvec skinny" adds a run per program for all products of 2-16 rows (gpu-decode --few-rows);
 # BENCH_MATVEC=1 adds the few-row product microbenchmark (gpu-matvec --shapes all; BENCH_MATVEC_SHAPES=default:
 # only the layouts matmul.ts picks).
 set -uo pipefail
@@ -89,6 +90,11 @@ for opt in ${BENCH_DAWN:-}; do # Dawn options (toggles)
   step 170 "engine webgpu: qwen3-0.6b-shape, dawn $opt" \
     node .gpu/app/gpu-decode.mjs --model "$QWEN" --new "$NEW" --budget-s 60 --dawn "$opt" \
     --out "$RES/gpu-qwen3-0.6b-shape-dawn$i.json"
+done
+for fr in ${BENCH_FEW_ROWS:-}; do # products of 2-16 rows all through one program (gpu-decode --few-rows)
+  step 170 "engine webgpu: qwen3-0.6b-shape, few rows $fr" \
+    node .gpu/app/gpu-decode.mjs --model "$QWEN" --new "$NEW" --budget-s 60 --few-rows "$fr" \
+    --out "$RES/gpu-qwen3-0.6b-shape-few-$fr.json"
 done
 if [ -n "${BENCH_MATVEC:-}" ]; then # the matrix-vector program alone, every layout
   step 200 "matrix-vector microbenchmark" \
