@@ -1,9 +1,12 @@
 #!/usr/bin/env node
-import { buildProgram } from "./program.js";
+// The CLI's entry (bin/specloop.js runs the compiled one). Exit codes: exit-codes.ts.
+import { runProgram } from "./program.js";
 
-const program = buildProgram({
-  out: (s) => console.log(s),
-  err: (s) => console.error(s),
-  write: (s) => process.stdout.write(s),
-});
-await program.parseAsync(process.argv);
+process.exitCode = await runProgram(
+  {
+    out: (s) => console.log(s),
+    err: (s) => console.error(s),
+    write: (s) => process.stdout.write(s),
+  },
+  process.argv,
+);
