@@ -7,16 +7,33 @@
 
 // c[m, n] = a[m, k] b[n, k]^T: tiles of four rows of a by two rows of b, eight f32x4 sums along k.
 export function abT(a: usize, b: usize, c: usize, m: i32, n: i32, k: i32): void {
-  const k4 = k & ~3;
   const m4 = m & ~3;
   const n2 = n & ~1;
   const rb = (<usize>k) << 2;
+  // Columns in blocks of J_BLOCK rows of b (96 KiB at k = 384: they stay in L2 while every row tile of a
+  // passes over them), rather than every row tile streaming all n rows of b (the lm_head) from memory.
+  for (let j0 = 0; j0 < n2; j0 += J_BLOCK) {
+    const j1 = n2 - j0 < J_BLOCK ? n2 : j0 + J_BLOCK;
+    abTBlock(a, b, c, m4, n, k, rb, j0, j1);
+  }
+  // Edges: rows past m4 against every column, the last column (odd n) against the tiled rows.
+  for (let r = 0; r < m; r++) {
+    for (let j = r < m4 ? n2 : 0; j < n; j++) {
+      store<f32>(c + ((<usize>r * <usize>n + <usize>j) << 2), dot(a + <usize>r * rb, b + <usize>j * rb, k));
+    }
+  }
+}
+
+const J_BLOCK = 64;
+
+function abTBlock(a: usize, b: usize, c: usize, m4: i32, n: i32, k: i32, rb: usize, j0: i32, j1: i32): void {
+  const k4 = k & ~3;
   for (let r = 0; r < m4; r += 4) {
     const a0 = a + <usize>r * rb;
     const a1 = a0 + rb;
     const a2 = a1 + rb;
     const a3 = a2 + rb;
-    for (let j = 0; j < n2; j += 2) {
+    for (let j = j0; j < j1; j += 2) {
       const b0 = b + <usize>j * rb;
       const b1 = b0 + rb;
       let s00 = f32x4.splat(0);
@@ -56,17 +73,21 @@ export function abT(a: usize, b: usize, c: usize, m: i32, n: i32, k: i32): void 
       store<f32>(row + 3 * cb + 4, hsum(s31) + tail(a3, b1, k4, k));
     }
   }
-  // Edges: rows past m4 against every column, the last column (odd n) against the tiled rows.
-  for (let r = 0; r < m; r++) {
-    for (let j = r < m4 ? n2 : 0; j < n; j++) {
-      store<f32>(c + ((<usize>r * <usize>n + <usize>j) << 2), dot(a + <usize>r * rb, b + <usize>j * rb, k));
-    }
-  }
 }
 
 // c[p', :] += sum_{t < s} A(p', t) b[t, :], A(p', t) = a[p' * sp + t * st] (dx = dy W and dW = dy^T x):
-// tiles of four values of p' by eight columns, eight f32x4 sums along t.
+// tiles of four values of p' by eight columns, eight f32x4 sums along t, added into c once per block of t.
 export function atB(a: usize, sp: i32, st: i32, b: usize, s: i32, p: i32, q: i32, c: usize): void {
+  // t in blocks of T_BLOCK rows of b (with q = 384, 96 KiB: stays in L2 while every tile of c passes over
+  // it), rather than every tile streaming all s rows of b from memory.
+  for (let t0 = 0; t0 < s; t0 += T_BLOCK) {
+    atBBlock(a + ((<usize>(t0 * st)) << 2), sp, st, b + ((<usize>t0 * <usize>q) << 2), s - t0 < T_BLOCK ? s - t0 : T_BLOCK, p, q, c);
+  }
+}
+
+const T_BLOCK = 64;
+
+function atBBlock(a: usize, sp: i32, st: i32, b: usize, s: i32, p: i32, q: i32, c: usize): void {
   const q8 = q & ~7;
   const qb = (<usize>q) << 2;
   for (let r0 = 0; r0 < p; r0 += 4) {
