@@ -38,7 +38,12 @@ let trainerEnv: Record<string, string>;
 const admin = new Metadata();
 admin.set("authorization", `Bearer ${ADMIN_TOKEN}`);
 
-const PROMPTS = ["def fibonacci(n):\n", "def is_prime(n):\n", "def reverse_list(items):\n", "def factorial(n):\n"];
+const PROMPTS = [
+  "def fibonacci(n):\n",
+  "def is_prime(n):\n",
+  "def reverse_list(items):\n",
+  "def factorial(n):\n",
+];
 
 function generate(
   client: InferenceClient,

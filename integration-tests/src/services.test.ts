@@ -101,7 +101,9 @@ describe("services - speculator-trainer", () => {
   let dbPath: string;
   before(async () => {
     dbPath = join(dir.path, "trainer.sqlite");
-    trainer = await spawnService("speculator-trainer", { env: { ...storeOnly(), SPECLOOP_STORE__PATH: dbPath } });
+    trainer = await spawnService("speculator-trainer", {
+      env: { ...storeOnly(), SPECLOOP_STORE__PATH: dbPath },
+    });
   });
   after(() => trainer.stop());
 
@@ -167,7 +169,9 @@ describe("services - speculator-trainer", () => {
 
   test("services trainer - state survives a restart on the same file", async () => {
     assert.equal(await trainer.stop(), 0);
-    trainer = await spawnService("speculator-trainer", { env: { ...storeOnly(), SPECLOOP_STORE__PATH: dbPath } });
+    trainer = await spawnService("speculator-trainer", {
+      env: { ...storeOnly(), SPECLOOP_STORE__PATH: dbPath },
+    });
     const client = new SpeculatorTrainerClient(trainer.address, insecure);
     const res = await call<GetVersionResponse>((cb) => client.getVersion({ versionId: "v2" }, cb));
     client.close();

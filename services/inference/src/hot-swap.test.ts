@@ -190,7 +190,11 @@ describe("hot-swap", () => {
           }),
         ),
       );
-      await waitFor("every trace", () => ids.every((id) => seen.some((t) => t.clientRequestId === id)), 10_000);
+      await waitFor(
+        "every trace",
+        () => ids.every((id) => seen.some((t) => t.clientRequestId === id)),
+        10_000,
+      );
       const ours = seen.filter((t) => ids.includes(t.clientRequestId));
       const canary = ours.filter((t) => t.speculatorRole === SpeculatorRole.SPECULATOR_ROLE_CANARY);
       assert.ok(

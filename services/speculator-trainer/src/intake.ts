@@ -10,8 +10,8 @@
 import {
   type Bus,
   consumeTraces,
-  TraceAssembler,
   type RunningConsumer,
+  TraceAssembler,
   TraceRejectedError,
   trainerTracesConsumer,
 } from "@specloop/bus";
