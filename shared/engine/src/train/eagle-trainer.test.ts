@@ -388,3 +388,38 @@ test("eagle trainer - bad input is refused naming the field; a damaged or mismat
   assert.throws(() => EagleHeadTrainer.restore(other, ck), SpeculatorBlobError);
   assert.throws(() => EagleHeadTrainer.restore(tt, trainer.exportBlob()), /format/);
 });
+
+test("eagle trainer - examples with nothing to train (one token, trainFrom at the end) are no update and no step, beside ones that train", () => {
+  const config = eagleConfigFor(loaded.config);
+  const trainer = EagleHeadTrainer.create(trainerTarget(loaded), config, { seed: 1, unrollSteps: 3 });
+  const V = config.vocabSize;
+  const H = config.hiddenSize;
+  const make = (T: number, trainFrom: number): EagleTrainingExample => ({
+    tokens: Int32Array.from({ length: T }, (_, i) => i + 5),
+    features: new Float32Array(T * H).fill(0.1),
+    targetLogits: new Float32Array(T * V),
+    trainFrom,
+  });
+  const blob = trainer.exportBlob();
+  for (const ex of [make(1, 0), make(2, 2), make(5, 5)]) {
+    assert.deepEqual(trainer.step([ex]), {
+      loss: 0,
+      kl: 0,
+      rejected: 0,
+      acceptance: 0,
+      tokens: 0,
+      gradNorm: 0,
+    });
+    assert.deepEqual(trainer.evaluate([ex]), {
+      loss: 0,
+      kl: 0,
+      accuracy: 0,
+      simulatedAcceptedPerPass: 1,
+      tokens: 0,
+    });
+  }
+  assert.deepEqual(trainer.exportBlob(), blob);
+  assert.equal(trainer.stepCount, 0, "a batch with nothing to learn is not an update");
+  // Row i predicts position i + 1: T tokens with trainFrom 0 train positions 1 .. T - 1.
+  assert.equal(trainer.step([make(1, 0), make(6, 2), make(2, 1)]).tokens, 4 + 1);
+});

@@ -201,9 +201,12 @@ export class EagleHeadTrainer {
     return this.adam.step;
   }
 
-  /** One AdamW update on `batch`. */
+  /** One AdamW update on `batch` (none when the batch has no trained position and no rejection). */
   step(batch: readonly EagleTrainingExample[]): TrainStepResult {
     const plan = this.plan(batch, false);
+    // Nothing to learn (no trained position, no rejection): no update, and the step is not counted.
+    if (plan.rows.every((rows) => rows.length === 0))
+      return { loss: 0, kl: 0, rejected: 0, acceptance: 0, tokens: 0, gradNorm: 0 };
     const pass = this.pass(plan);
     const dLogits: Float32Array[] = [];
     const out = { loss: 0, kl: 0, rejected: 0, acceptance: 0 };
