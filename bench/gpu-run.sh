@@ -15,6 +15,7 @@
 # BENCH_BEFORE=1 also runs .gpu/before/gpu-decode.mjs (a bundle of an earlier engine, made by hand) on the 0.6B
 # shape, for before/after on one card; BENCH_HOST_IDS=1 adds a run that reads every step's ids before the next
 # step (gpu-decode --host-ids); BENCH_DAWN="OPTION ..." adds a run per Dawn option (gpu-decode --dawn);
+# BENCH_8B=1 adds random Llama-3.1-8B-shaped weights at batch 1 (made on the device, about 16 GB);
 # BENCH_FEW_ROWS="matvec skinny" adds a run per program for all products of 2-16 rows (gpu-decode --few-rows);
 # BENCH_MATVEC=1 adds the few-row product microbenchmark (gpu-matvec --shapes all; BENCH_MATVEC_SHAPES=default:
 # only the layouts matmul.ts picks).
@@ -46,6 +47,69 @@ exec > >(tee -a "$OUT/run.log") 2>&1
 export PYTHONUNBUFFERED=1
 NEW=${BENCH_NEW:-128}
 QWEN=${TMPDIR:-/tmp}/qwen3-0.6b-shape
+
+# Random Llama-3.1-8B-shaped bf16 weights into $1 (config.json + shards under 1.5 GB each, since Node reads a
+# file whole and a Buffer stops at 2 GB), drawn on the GPU as the 0.6B shape's are.
+make_llama8b() {
+  python3 - "$1" <<'PY'
+import json, math, sys, time
+from pathlib import Path
+import torch
+from safetensors.torch import save_file
+
+t0 = time.time()
+out = Path(sys.argv[1])
+out.mkdir(parents=True, exist_ok=True)
+h, inter, layers, heads, kv, hd, vocab = 4096, 14336, 32, 32, 8, 128, 128256
+cfg = {
+    "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": h, "intermediate_size": inter,
+    "num_hidden_layers": layers, "num_attention_heads": heads, "num_key_value_heads": kv, "head_dim": hd,
+    "vocab_size": vocab, "max_position_embeddings": 131072, "rms_norm_eps": 1e-5, "rope_theta": 500000.0,
+    "rope_scaling": {"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                     "original_max_position_embeddings": 8192, "rope_type": "llama3"},
+    "tie_word_embeddings": False, "hidden_act": "silu", "attention_bias": False, "mlp_bias": False,
+    "bos_token_id": 128000, "eos_token_id": 128001, "torch_dtype": "bfloat16",
+}
+(out / "config.json").write_text(json.dumps(cfg, indent=1))
+shapes = {"model.embed_tokens.weight": (vocab, h), "model.norm.weight": (h,), "lm_head.weight": (vocab, h)}
+for l in range(layers):
+    p = f"model.layers.{l}"
+    shapes.update({
+        f"{p}.input_layernorm.weight": (h,), f"{p}.post_attention_layernorm.weight": (h,),
+        f"{p}.self_attn.q_proj.weight": (heads * hd, h), f"{p}.self_attn.k_proj.weight": (kv * hd, h),
+        f"{p}.self_attn.v_proj.weight": (kv * hd, h), f"{p}.self_attn.o_proj.weight": (h, heads * hd),
+        f"{p}.mlp.gate_proj.weight": (inter, h), f"{p}.mlp.up_proj.weight": (inter, h),
+        f"{p}.mlp.down_proj.weight": (h, inter),
+    })
+g = torch.Generator(device="cuda").manual_seed(20261207)
+shards, shard, size, total = [], {}, 0, 0
+for name, shape in shapes.items():
+    if name.endswith("norm.weight"):
+        base, std = 1.0, 0.1
+    elif name in ("model.embed_tokens.weight", "lm_head.weight"):
+        base, std = 0.0, 0.05
+    else:
+        base, std = 0.0, 1.0 / math.sqrt(shape[1])
+    t = torch.randn(shape, generator=g, device="cuda", dtype=torch.float32).mul_(std).add_(base)
+    t = t.to(torch.bfloat16).cpu().contiguous()
+    if shard and size + 2 * t.numel() > 1_500_000_000:
+        shards.append(shard)
+        shard, size = {}, 0
+    shard[name] = t
+    size += 2 * t.numel()
+    total += 2 * t.numel()
+shards.append(shard)
+weight_map = {}
+for i, s in enumerate(shards):
+    file = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
+    save_file(s, str(out / file), metadata={"format": "pt"})
+    weight_map.update({name: file for name in s})
+index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+(out / "model.safetensors.index.json").write_text(json.dumps(index))
+print(f"[random-weights] llama-8b shape: {len(shapes)} tensors, {total / 1e9:.2f} GB in {len(shards)} shards, "
+      f"{time.time() - t0:.1f} s", flush=True)
+PY
+}
 
 step() { # step LIMIT_S NAME CMD...: one benchmark step, timed, never fatal
   local limit=$1 name=$2
@@ -96,6 +160,14 @@ for fr in ${BENCH_FEW_ROWS:-}; do # products of 2-16 rows all through one progra
     node .gpu/app/gpu-decode.mjs --model "$QWEN" --new "$NEW" --budget-s 60 --few-rows "$fr" \
     --out "$RES/gpu-qwen3-0.6b-shape-few-$fr.json"
 done
+if [ -n "${BENCH_8B:-}" ]; then # a Llama-3.1-8B shape at batch 1, where the weights dominate
+  LLAMA8B=${TMPDIR:-/tmp}/llama-8b-shape
+  step 150 "random Llama-8B-shape weights" make_llama8b "$LLAMA8B"
+  step 170 "engine webgpu: llama-8b-shape, batch 1" \
+    node --max-old-space-size=8192 .gpu/app/gpu-decode.mjs --model "$LLAMA8B" --batch 1 --new 64 --runs 2 \
+    --warmup-new 8 --breakdown-steps 16 --budget-s 60 --out "$RES/gpu-llama-8b-shape.json"
+  rm -rf "$LLAMA8B"
+fi
 if [ -n "${BENCH_MATVEC:-}" ]; then # the matrix-vector program alone, every layout
   step 200 "matrix-vector microbenchmark" \
     node .gpu/app/gpu-matvec.mjs --shapes "${BENCH_MATVEC_SHAPES:-all}" --out "$RES/gpu-matvec.json"
