@@ -11,10 +11,13 @@
 //   EagleHeadTrainer.fromBlob(target, blob, options)   starts from a served head
 //
 // A step over a batch: plan the unrolled rows (examples.ts, ttt-layout.ts), run the head step by step
-// (head-pass.ts) scoring each step's logits as it comes (objective.ts), backpropagate through every
-// step, clip the global gradient norm and take one AdamW step (ops/adamw.ts). Cost grows with the rows
-// run: every committed position of every example at step 0 (context rows only through K/V), and the
-// trained positions at each further step; on a CPU keep batches to a few hundred trained positions.
+// (head-pass.ts; its linear products on the `cpu` WebAssembly kernels unless options.kernels says
+// "reference") scoring each step's logits as it comes (objective.ts), backpropagate through every step,
+// clip the global gradient norm and take one AdamW step (ops/adamw.ts). Cost grows with the rows run:
+// every committed position of every example at step 0 (context rows only through K/V), and the trained
+// positions at each further step. A step runs synchronously on the calling thread (about 0.7 s for 64
+// trained positions of tiny-code's default head at 5 steps: bench/results/trainer-throughput-cpu.md), so a
+// service that must stay responsive runs it in a worker or keeps batches small.
 import { DataLossError, FailedPreconditionError, InvalidArgumentError } from "@specloop/errors";
 import type { RopeSpec } from "../backend.js";
 import { checkFitsTarget, type EagleConfig, eagleMetadata, parseEagleConfig } from "../eagle/config.js";
