@@ -305,6 +305,11 @@ test("eagle trainer - evaluate: a target that agrees with the head everywhere is
   const perfect = trainer.evaluate([{ ...ex, targetLogits: agreeing }]);
   assert.equal(perfect.accuracy, 1);
   assert.equal(perfect.simulatedAcceptedPerPass, 2);
+  // p = q at every position: sampled verification accepts every draw.
+  assert.ok(
+    Math.abs(perfect.expectedAcceptedPerPassSampled - 2) < 1e-6,
+    `${perfect.expectedAcceptedPerPassSampled}`,
+  );
   assert.equal(perfect.tokens, ex.tokens.length - 9);
   assert.ok(perfect.kl < 1e-3, `KL to its own distribution ${perfect.kl}`);
   const real = trainer.evaluate([ex]);
@@ -312,6 +317,7 @@ test("eagle trainer - evaluate: a target that agrees with the head everywhere is
     real.accuracy < 0.5 && real.simulatedAcceptedPerPass < 1.5,
     "a random head does not match the target",
   );
+  assert.ok(real.expectedAcceptedPerPassSampled > 1 && real.expectedAcceptedPerPassSampled < 1.5);
   // The same example with a trace's top-8 at every other trained position.
   const positions = Int32Array.from({ length: ex.tokens.length }, (_, p) => p).filter(
     (p) => p >= 9 && p % 2 === 0,
@@ -415,6 +421,7 @@ test("eagle trainer - examples with nothing to train (one token, trainFrom at th
       kl: 0,
       accuracy: 0,
       simulatedAcceptedPerPass: 1,
+      expectedAcceptedPerPassSampled: 1,
       tokens: 0,
     });
   }

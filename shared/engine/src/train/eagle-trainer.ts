@@ -5,7 +5,7 @@
 //
 //   const trainer = EagleHeadTrainer.create(trainerTarget(loaded), eagleConfigFor(loaded.config), { seed: 1 });
 //   trainer.step(batch)       -> { loss, kl, rejected, acceptance, tokens, gradNorm }   one AdamW update
-//   trainer.evaluate(batch)   -> { loss, kl, accuracy, simulatedAcceptedPerPass, tokens }   no update
+//   trainer.evaluate(batch)   -> { loss, kl, accuracy, simulatedAcceptedPerPass, expectedAcceptedPerPassSampled, tokens }
 //   trainer.exportBlob()      -> safetensors (config in metadata, a draft vocabulary as `draft_vocab`)
 //   trainer.checkpoint()      -> bytes; EagleHeadTrainer.restore(target, bytes) resumes bit-identically
 //   EagleHeadTrainer.fromBlob(target, blob, options)   starts from a served head
@@ -69,6 +69,12 @@ export interface EvaluateResult {
    * teacher-forced, which equals drafting on the head's own proposals for greedy traces.
    */
   simulatedAcceptedPerPass: number;
+  /**
+   * The same chains verified by sampling (Leviathan et al.) with the head's proposals drawn from its own
+   * distribution, both at temperature 1: 1 + sum_k prod_{j <= k} a_j in expectation, a_j = sum_x min(p, q)
+   * at depth j (Aurora's simulated acceptance length, plus the target's own token). Teacher-forced too.
+   */
+  expectedAcceptedPerPassSampled: number;
   /** Positions the chains started from. */
   tokens: number;
 }
@@ -242,8 +248,10 @@ export class EagleHeadTrainer {
     const K = this.options.unrollSteps;
     let loss = 0;
     let kl = 0;
-    // Per step: (example, target position) -> whether the head's top token is the one to accept.
+    // Per step: (example, target position) -> whether the head's top token is the one to accept, and the
+    // probability that sampled verification accepts a draw from the head.
     const hits: Map<number, boolean>[] = [];
+    const overlaps: Map<number, number>[] = [];
     const key = (e: number, p: number) => e * 1_000_003 + p;
     let correct = 0;
     let counted = 0;
@@ -252,7 +260,9 @@ export class EagleHeadTrainer {
       loss += obj.loss;
       kl += obj.kl;
       const m = new Map<number, boolean>();
+      const o = new Map<number, number>();
       plan.rows[k]!.forEach((row, j) => {
+        if (row.hasTarget) o.set(key(row.example, row.position), obj.overlap[j]!);
         const col = obj.argmax[j]!;
         const proposed = this.vocab.d2t === undefined ? col : this.vocab.d2t[col]!;
         const ex = batch[row.example]!;
@@ -265,9 +275,11 @@ export class EagleHeadTrainer {
         }
       });
       hits.push(m);
+      overlaps.push(o);
     }
     let starts = 0;
     let accepted = 0;
+    let expected = 0;
     for (const row of plan.rows[0]!) {
       if (!hits[0]!.has(key(row.example, row.position))) continue;
       starts++;
@@ -275,12 +287,18 @@ export class EagleHeadTrainer {
         if (hits[k]!.get(key(row.example, row.position + k)) !== true) break;
         accepted++;
       }
+      let chain = 1;
+      for (let k = 0; k < K; k++) {
+        chain *= overlaps[k]!.get(key(row.example, row.position + k)) ?? 0;
+        expected += chain;
+      }
     }
     return {
       loss,
       kl,
       accuracy: counted === 0 ? 0 : correct / counted,
       simulatedAcceptedPerPass: starts === 0 ? 1 : 1 + accepted / starts,
+      expectedAcceptedPerPassSampled: starts === 0 ? 1 : 1 + expected / starts,
       tokens: starts,
     };
   }

@@ -79,7 +79,8 @@ test("eagle trainer - learning: 100 steps on python traces lower held-out KL and
   console.log(
     `# day 0: held-out KL ${day0.kl.toFixed(3)}, accuracy ${day0.accuracy.toFixed(3)}, accepted/pass ${day0.simulatedAcceptedPerPass.toFixed(3)}; ` +
       `after ${STEPS} steps (${learned} trace tokens in ${trainSeconds.toFixed(1)} s): KL ${now.kl.toFixed(3)}, ` +
-      `accuracy ${now.accuracy.toFixed(3)}, accepted/pass ${now.simulatedAcceptedPerPass.toFixed(3)}; ` +
+      `accuracy ${now.accuracy.toFixed(3)}, accepted/pass ${now.simulatedAcceptedPerPass.toFixed(3)} ` +
+      `(sampled ${day0.expectedAcceptedPerPassSampled.toFixed(3)} -> ${now.expectedAcceptedPerPassSampled.toFixed(3)}); ` +
       `whole test ${((performance.now() - t0) / 1000).toFixed(1)} s`,
   );
   assert.equal(now.tokens, day0.tokens);
@@ -88,5 +89,9 @@ test("eagle trainer - learning: 100 steps on python traces lower held-out KL and
   assert.ok(
     now.simulatedAcceptedPerPass >= day0.simulatedAcceptedPerPass + 0.08,
     `simulated accepted tokens per pass ${day0.simulatedAcceptedPerPass} -> ${now.simulatedAcceptedPerPass}`,
+  );
+  assert.ok(
+    now.expectedAcceptedPerPassSampled >= day0.expectedAcceptedPerPassSampled + 0.05,
+    `expected accepted tokens per pass under sampling ${day0.expectedAcceptedPerPassSampled} -> ${now.expectedAcceptedPerPassSampled}`,
   );
 });

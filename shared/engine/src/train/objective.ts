@@ -22,6 +22,11 @@ export interface StepObjective {
   argmax: Int32Array;
   /** The target's most likely token (a target id) per loss row; -1 where no distribution was given. */
   targetArgmax: Int32Array;
+  /**
+   * Per loss row, sum_x min(p(x), q(x)): the probability that sampled verification accepts a token drawn
+   * from the head (temperature 1 on both sides); 0 where no distribution was given.
+   */
+  overlap: Float64Array;
 }
 
 type Weights = Pick<EagleTrainerOptions, "stepDecay" | "klWeight" | "rejectedWeight" | "acceptanceWeight">;
@@ -76,6 +81,13 @@ export function stepObjective(
       acceptance += wk * o.acceptanceWeight * a;
     }
   });
+  const overlap = new Float64Array(n);
+  fulls.forEach((full, j) => {
+    if (full === undefined) return;
+    let sum = 0;
+    for (let c = 0; c < cols; c++) sum += Math.min(full[c]!, ce.probs[j * cols + c]!);
+    overlap[j] = sum;
+  });
   const argmax = new Int32Array(n);
   for (let j = 0; j < n; j++) {
     let best = 0;
@@ -90,5 +102,6 @@ export function stepObjective(
     dLogits: ce.dLogits,
     argmax,
     targetArgmax,
+    overlap,
   };
 }
