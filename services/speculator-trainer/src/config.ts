@@ -16,13 +16,17 @@ export const DEFAULT_INTAKE_MAX_TOKENS = 1024;
 /** As long as the trace stream keeps traces by default: past it, nothing is left to resume anyway. */
 export const DEFAULT_INTAKE_CONSUMER_INACTIVE_MS = 24 * 3_600_000;
 
-/** What a model's training starts with until an operator changes it (UpdateTrainingConfig). */
+/**
+ * What a model's training starts with until an operator changes it (UpdateTrainingConfig). A training step
+ * runs on the service's own thread (the engine's trainer is synchronous), so a batch is kept to a few
+ * requests: about 0.7 s per 64 trained positions on one core (bench/results/trainer-throughput-cpu.md).
+ */
 export const DEFAULT_TRAINING_CONFIG: Readonly<TrainingConfig> = Object.freeze({
   learningRate: 3e-4,
-  batchSize: 32,
+  batchSize: 4,
   unrollSteps: 3,
   rejectionLossWeight: 0.1,
-  publishEverySteps: 50,
+  publishEverySteps: 20,
   canaryShare: 0.1,
   canaryMinRequests: 200,
   promoteMinSpeedup: 1.02,
@@ -50,7 +54,7 @@ export const trainerConfigSchema = serviceConfigSchema.extend({
     /** Traces held for training (the replay buffer). */
     bufferCapacity: z.int().min(1).max(1_000_000).default(4096),
     /** Each training example is the newest this many tokens of a request. */
-    exampleMaxTokens: z.int().min(8).max(65_536).default(512),
+    exampleMaxTokens: z.int().min(8).max(65_536).default(192),
     /** Seed of the day-0 head. */
     seed: z.int().min(0).default(0),
   }),
