@@ -430,3 +430,18 @@ test("eagle trainer - examples with nothing to train (one token, trainFrom at th
   // Row i predicts position i + 1: T tokens with trainFrom 0 train positions 1 .. T - 1.
   assert.equal(trainer.step([make(1, 0), make(6, 2), make(2, 1)]).tokens, 4 + 1);
 });
+
+test("eagle trainer - examples in one batch do not see each other: the batch's KL is the token-weighted mean of each alone", async () => {
+  const [a, b] = await Promise.all([example(0, [5]), example(1, [5], 3)]);
+  const trainer = EagleHeadTrainer.create(trainerTarget(loaded), eagleConfigFor(loaded.config), {
+    seed: 6,
+    unrollSteps: 1,
+  });
+  const ea = trainer.evaluate([a]);
+  const eb = trainer.evaluate([b]);
+  const both = trainer.evaluate([a, b]);
+  assert.equal(both.tokens, ea.tokens + eb.tokens);
+  const mixed = (ea.kl * ea.tokens + eb.kl * eb.tokens) / (ea.tokens + eb.tokens);
+  assert.ok(Math.abs(both.kl - mixed) < 1e-6 * mixed, `${both.kl} vs ${mixed}`);
+  assert.ok(Math.abs(ea.kl - eb.kl) > 1e-3, "the two examples differ, so a leak would show");
+});
