@@ -20,7 +20,7 @@ import { decoderLayer, type LayerContext } from "../model/forward.js";
 import type { Model } from "../model/model.js";
 import { defaultInvFreq } from "../model/rope.js";
 import type { LayerWeights } from "../model/weights.js";
-import { DTYPE_BYTES, type HostTensor } from "../tensor.js";
+import { DTYPE_BYTES, f32Tensor, type HostTensor } from "../tensor.js";
 import { EAGLE_TENSORS, type EagleConfig } from "./config.js";
 import { type SpeculatorManifestFacts, validateSpeculatorBlob } from "./validate.js";
 
@@ -44,6 +44,8 @@ interface EagleWeights {
   /** The target's, shared. */
   embed: Weight;
   lmHead: Weight;
+  /** With a draft vocabulary: 0 on its tokens, -1e30 elsewhere, added to the logits (never proposed). */
+  draftMask?: Weight;
 }
 
 /**
@@ -112,7 +114,11 @@ export class EagleHead {
         `the ${backend.kind} backend cannot take host rows (fromHost)`,
       );
     }
-    const { config, tensors, sha256 } = validateSpeculatorBlob(blob, target.config, options.manifest);
+    const { config, tensors, sha256, draftVocab } = validateSpeculatorBlob(
+      blob,
+      target.config,
+      options.manifest,
+    );
     const t = (name: string): HostTensor => tensors.get(name) as HostTensor; // validated present
     const load = (name: string, tensor: HostTensor = t(name)) => backend.loadWeight(`eagle.${name}`, tensor);
     const h = config.hiddenSize;
@@ -136,6 +142,11 @@ export class EagleHead {
       embed: target.weights.embed,
       lmHead: target.weights.lmHead,
     };
+    if (draftVocab !== undefined) {
+      const mask = new Float32Array(config.vocabSize).fill(-1e30);
+      for (const id of draftVocab) mask[id] = 0;
+      weights.draftMask = backend.loadWeight("eagle.draft_vocab_mask", f32Tensor([config.vocabSize], mask));
+    }
     return new EagleHead(
       backend,
       config,
@@ -174,7 +185,7 @@ export class EagleHead {
     const hidden = be.gatherRows(h, logitRows);
     be.release(h);
     const normed = be.rmsNorm(hidden, this.weights.norm, this.config.rmsNormEps);
-    const logits = be.matmul(normed, this.weights.lmHead);
+    const logits = be.matmul(normed, this.weights.lmHead, this.weights.draftMask);
     be.release(normed);
     return { logits, hidden };
   }

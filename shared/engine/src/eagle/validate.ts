@@ -11,6 +11,7 @@ import { ModelFileError, SpeculatorBlobError } from "../errors.js";
 import { parseSafetensors } from "../loader/safetensors.js";
 import type { ModelConfig } from "../model/config.js";
 import { DTYPE_BYTES, firstNonFiniteElement, type HostTensor, toFloat32 } from "../tensor.js";
+import { parseDraftVocab } from "../train/draft-vocab.js";
 import { checkFitsTarget, type EagleConfig, expectedEagleTensors, parseEagleConfig } from "./config.js";
 
 /**
@@ -32,6 +33,8 @@ export interface SpeculatorManifestFacts {
 
 export interface ValidatedSpeculator {
   config: EagleConfig;
+  /** The head's draft vocabulary (metadata `draft_vocab`, train/draft-vocab.ts); undefined: the whole one. */
+  draftVocab?: Int32Array;
   /** The head's tensors, views into the blob. */
   tensors: Map<string, HostTensor>;
   metadata: Record<string, string>;
@@ -85,6 +88,7 @@ export function validateSpeculatorBlob(
   const { tensors, metadata } = parsed;
   const config = parseEagleConfig(metadata);
   checkFitsTarget(config, target);
+  const draftVocab = parseDraftVocab(metadata, config.vocabSize);
   if (manifest !== undefined) checkManifest(manifest, config, metadata, tensors);
 
   const expected = expectedEagleTensors(config);
@@ -111,7 +115,7 @@ export function validateSpeculatorBlob(
       );
     }
   }
-  return { config, tensors, metadata, sha256 };
+  return { config, tensors, metadata, sha256, draftVocab };
 }
 
 /** Element i of t as a number (for messages). */

@@ -1,9 +1,11 @@
 // A reduced draft vocabulary (EAGLE-3): the N target tokens seen most often in traffic, so a head for a
 // large-vocabulary target pays N lm_head rows per drafted token instead of the whole vocabulary. It is a
 // d2t map, draft id i -> target id d2t[i] (absolute ids, most frequent first). In a blob it travels as
-// the metadata key `draft_vocab`, the ids comma-separated, beside the head's config keys; parseEagleConfig
-// ignores keys it does not know, so a node without draft-vocabulary support still validates the blob.
+// the metadata key `draft_vocab`, the ids comma-separated, beside the head's config keys.
+// validateSpeculatorBlob checks it and EagleHead serves it (eagle/head.ts: the lm_head's other rows get a
+// bias of -1e30, so the head never proposes a token it was not trained on).
 import { InvalidArgumentError } from "@specloop/errors";
+import { SpeculatorBlobError } from "../errors.js";
 
 /** The blob metadata key holding the d2t map. */
 export const DRAFT_VOCAB_KEY = "draft_vocab";
@@ -38,7 +40,10 @@ export function draftVocabMetadata(d2t: Int32Array): string {
   return Array.from(d2t).join(",");
 }
 
-/** The d2t map of a blob's metadata (undefined: the whole vocabulary); checks every id. */
+/**
+ * The d2t map of a blob's metadata (undefined: the whole vocabulary); checks every id, each refusal a
+ * SpeculatorBlobError naming the key (validateSpeculatorBlob refuses a blob whose map is malformed).
+ */
 export function parseDraftVocab(
   meta: Readonly<Record<string, string>>,
   vocabSize: number,
@@ -46,17 +51,19 @@ export function parseDraftVocab(
   const s = meta[DRAFT_VOCAB_KEY];
   if (s === undefined) return undefined;
   const parts = s.split(",");
-  const ids = Int32Array.from(parts, Number);
+  const ids = new Int32Array(parts.length);
   const seen = new Set<number>();
   parts.forEach((p, i) => {
-    const id = ids[i]!;
-    if (!/^\d+$/.test(p.trim()) || id >= vocabSize)
-      throw new InvalidArgumentError(
+    // The number itself is checked, not its Int32Array wrap (4294967296 would wrap to 0).
+    const id = Number(p.trim());
+    if (!/^\d+$/.test(p.trim()) || !(id < vocabSize))
+      throw new SpeculatorBlobError(
         DRAFT_VOCAB_KEY,
         `entry ${i} (${JSON.stringify(p)}) is not a token id in [0, ${vocabSize})`,
       );
-    if (seen.has(id)) throw new InvalidArgumentError(DRAFT_VOCAB_KEY, `token ${id} listed twice`);
+    if (seen.has(id)) throw new SpeculatorBlobError(DRAFT_VOCAB_KEY, `token ${id} listed twice`);
     seen.add(id);
+    ids[i] = id;
   });
   return ids;
 }

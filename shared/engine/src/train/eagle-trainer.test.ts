@@ -18,7 +18,7 @@ import { SpeculatorBlobError } from "../errors.js";
 import { buildLayout } from "../kv/layout.js";
 import { KvManager } from "../kv/manager.js";
 import { type LoadedModel, loadModelDir } from "../loader/hf-model.js";
-import { parseSafetensors } from "../loader/safetensors.js";
+import { encodeSafetensors, parseSafetensors } from "../loader/safetensors.js";
 import { Model } from "../model/model.js";
 import { DRAFT_VOCAB_KEY, parseDraftVocab } from "./draft-vocab.js";
 import { EagleHeadTrainer } from "./eagle-trainer.js";
@@ -125,7 +125,20 @@ for (const [layers, draft, kernels] of [
         feats(0, T - 1),
         rows,
       );
-      const served = columns(await ref.readRows(out.logits), V, d2t);
+      const full = await ref.readRows(out.logits);
+      if (d2t !== undefined) {
+        // The served head never proposes a token outside its draft vocabulary: every other logit is masked.
+        const inside = new Set(d2t);
+        for (let r = 0; r < T - 1; r++) {
+          const row = full.subarray(r * V, (r + 1) * V);
+          assert.ok(
+            inside.has(row.indexOf(Math.max(...row))),
+            `row ${r}: the top token is outside the draft vocabulary`,
+          );
+          assert.ok(row[1]! <= -1e29 && !inside.has(1), "token 1 is masked");
+        }
+      }
+      const served = columns(full, V, d2t);
       const cols = d2t?.length ?? V;
       const s0 = ours[0]!;
       s0.positions.forEach((p, j) => {
@@ -193,6 +206,16 @@ test("eagle trainer - exportBlob: a blob the node validates, the head's tensors 
     ],
     undefined,
   );
+  // A malformed map is refused by the node's validation, naming the key.
+  const parsed = parseSafetensors(trainer.exportBlob(), "b");
+  for (const bad of ["5,0,5", "5,x", "4294967296", "8192"]) {
+    const blob = encodeSafetensors(parsed.tensors, { ...parsed.metadata, [DRAFT_VOCAB_KEY]: bad });
+    assert.throws(
+      () => validateSpeculatorBlob(blob, loaded.config),
+      (err: unknown) => err instanceof SpeculatorBlobError && err.what === DRAFT_VOCAB_KEY,
+      bad,
+    );
+  }
 });
 
 test("eagle trainer - fromBlob: a served bf16 head round-trips to the same bytes", () => {
