@@ -81,8 +81,6 @@ export const inferenceConfigSchema = serviceConfigSchema.extend({
       featureSampleShare: z.number().min(0).max(1).default(0.05),
       /** Target layers whose features are sampled; empty: the last layer. */
       featureLayers: z.array(z.int().min(0)).default([]),
-      /** Traces waiting to be published; more are dropped (and counted), never blocking a request. */
-      bufferSize: z.int().min(1).default(256),
       /** Consume the fleet's traces into the suffix tree. */
       consumeFleet: z.boolean().default(true),
     })
