@@ -48,10 +48,11 @@ export PYTHONUNBUFFERED=1
 NEW=${BENCH_NEW:-128}
 QWEN=${TMPDIR:-/tmp}/qwen3-0.6b-shape
 
-# Random Llama-3.1-8B-shaped bf16 weights into $1 (config.json + shards under 1.5 GB each, since Node reads a
-# file whole and a Buffer stops at 2 GB), drawn on the GPU as the 0.6B shape's are.
-make_llama8b() {
-  python3 - "$1" <<'PY'
+# Writes to $1 a script that makes random Llama-3.1-8B-shaped bf16 weights in its argument's folder
+# (config.json + shards under 1.5 GB each, since Node reads a file whole and a Buffer stops at 2 GB), drawn on
+# the GPU as the 0.6B shape's are.
+write_llama8b_script() {
+  cat > "$1" <<'PY'
 import json, math, sys, time
 from pathlib import Path
 import torch
@@ -162,7 +163,8 @@ for fr in ${BENCH_FEW_ROWS:-}; do # products of 2-16 rows all through one progra
 done
 if [ -n "${BENCH_8B:-}" ]; then # a Llama-3.1-8B shape at batch 1, where the weights dominate
   LLAMA8B=${TMPDIR:-/tmp}/llama-8b-shape
-  step 150 "random Llama-8B-shape weights" make_llama8b "$LLAMA8B"
+  write_llama8b_script "$RES/make_llama8b.py"
+  step 150 "random Llama-8B-shape weights" python3 "$RES/make_llama8b.py" "$LLAMA8B"
   step 170 "engine webgpu: llama-8b-shape, batch 1" \
     node --max-old-space-size=8192 .gpu/app/gpu-decode.mjs --model "$LLAMA8B" --batch 1 --new 64 --runs 2 \
     --warmup-new 8 --breakdown-steps 16 --budget-s 60 --out "$RES/gpu-llama-8b-shape.json"
