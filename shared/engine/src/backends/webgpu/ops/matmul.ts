@@ -19,18 +19,17 @@ import { TILE, tiledProgram } from "./tiled-program.js";
  */
 export const MATVEC_MAX_ROWS = 16;
 /**
- * Up to this many rows take the matrix-vector kernel, in chunks of MATVEC_MAX_ROWS (each chunk reads the
- * weights again): a batch's verification trees (16 sequences x 1 + 8 drafted nodes = 144 rows). The tiled
- * kernel gives such a pass only (m / 64) x (n / 64) workgroups, each walking all of k: on the H100 a 16-row
- * batch's pass with 2 rows per sequence (32 rows, tiny-code) took 2.9 ms there against 1.2 ms for 16 rows.
+ * Up to this many rows take the few-row programs, in chunks of MATVEC_MAX_ROWS (each chunk reads the weights
+ * again): a batch's verification trees (16 sequences x 1 + 8 drafted nodes = 144 rows). The tiled kernel
+ * gives such a pass only (m / 64) x (n / 64) workgroups, each walking all of k, and measured 2.4x slower
+ * (bench/results/gpu-decode-h100.md).
  */
 export const MATVEC_CHUNKED_MAX_ROWS = 256;
 
 /**
  * Products of 2-16 rows with at least this many outputs take the skinny program; narrower ones the
- * matrix-vector program, since the skinny one gives them too few workgroups (32 outputs each: the 0.6B
- * shape's o_proj and down, 1,024 outputs, took 69 us there against 28 us on the H100 at 16 rows; q/k/v took
- * 33 us against 60, gate/up 40 against 66).
+ * matrix-vector program, since the skinny one's 32 outputs a workgroup leave most of the GPU idle for them
+ * (the 0.6B shape's o_proj and down, 1,024 outputs: bench/results/gpu-decode-h100.md, round 4).
  */
 export const SKINNY_MIN_OUTPUTS = 3072;
 /** From this many outputs (an LM head) a skinny lane takes two outputs: half the workgroups, twice the use of x. */
