@@ -9,7 +9,11 @@ import type { GrpcTargetOptions } from "./options.js";
 export function fail(io: Io, name: string, err: unknown, server?: string, opts?: GrpcTargetOptions): void {
   const { code, message } = describeFailure(err, server);
   const hint =
-    code === EXIT.auth && opts !== undefined && opts.token === undefined && opts.tokenFile === undefined
+    code === EXIT.auth &&
+    server !== undefined &&
+    opts !== undefined &&
+    opts.token === undefined &&
+    opts.tokenFile === undefined
       ? " (this needs the admin token: --token-file FILE or SPECLOOP_ADMIN_TOKEN)"
       : "";
   io.err(`specloop ${name}: ${message}${hint}`);

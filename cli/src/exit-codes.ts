@@ -1,7 +1,8 @@
 // What the `specloop` process's exit status means (README "Admin CLI" lists them), and the one function
 // that turns whatever a command failed with into a line for stderr and one of these codes.
 import { type ServiceError, status } from "@grpc/grpc-js";
-import { isPermissionError } from "@specloop/bus";
+import { BusCredentialsError, BusPermissionError } from "@specloop/bus";
+import { ErrorCode, NatsError } from "nats";
 import { ErrorKind, isSpecloopError } from "@specloop/runtime";
 
 export const EXIT = {
@@ -60,6 +61,20 @@ function isServiceError(err: unknown): err is ServiceError {
   return err instanceof Error && typeof (err as Partial<ServiceError>).code === "number" && "metadata" in err;
 }
 
+const NATS_AUTH_CODES: readonly string[] = [
+  ErrorCode.AuthorizationViolation,
+  ErrorCode.AuthenticationExpired,
+  ErrorCode.PermissionsViolation,
+];
+
+/** The message of a NATS authentication or permission failure anywhere in err's cause chain. */
+function natsAuthFailure(err: unknown): string | undefined {
+  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
+    if (e instanceof NatsError && NATS_AUTH_CODES.includes(e.code)) return e.message;
+  }
+  return undefined;
+}
+
 /** The exit code and the message of a failure; `server` names the address a gRPC error came from. */
 export function describeFailure(err: unknown, server?: string): { code: ExitCode; message: string } {
   const where = server === undefined ? "" : `${server}: `;
@@ -71,8 +86,16 @@ export function describeFailure(err: unknown, server?: string): { code: ExitCode
       return { code, message: `${where}no answer before the deadline` };
     return { code, message: `${where}${status[err.code]}: ${err.details}` };
   }
-  if (isPermissionError(err)) {
-    return { code: EXIT.auth, message: `NATS refused: ${(err as Error).message} (check --nats-creds)` };
+  // The bus gives these the failed_precondition kind (for services); to an operator, both are credentials.
+  if (err instanceof BusCredentialsError || err instanceof BusPermissionError) {
+    return { code: EXIT.auth, message: err.message };
+  }
+  const nats = natsAuthFailure(err);
+  if (nats !== undefined) {
+    return {
+      code: EXIT.auth,
+      message: `NATS refused: ${nats} (check --nats-creds and the credential's role)`,
+    };
   }
   if (isSpecloopError(err)) return { code: BY_KIND[err.kind] ?? EXIT.failed, message: err.message };
   return { code: EXIT.failed, message: err instanceof Error ? err.message : String(err) };

@@ -1,7 +1,8 @@
 // Where the CLI connects and with what, from flags or the environment (a flag wins):
 //   --trainer <host:port>   SPECLOOP_TRAINER_ADDRESS      the speculator-trainer's gRPC address
 //   --token <token>         SPECLOOP_ADMIN_TOKEN          the admin token (sent as "authorization: Bearer")
-//   --token-file <file>     SPECLOOP_ADMIN_TOKEN_FILE     a file holding it (kept out of `ps` and history)
+//   --token-file <file>     SPECLOOP_ADMIN_TOKEN_FILE     a file holding it (kept out of `ps` and history), or
+//                                                         a service's tokens YAML (its admin entry is used)
 //   --tls-ca <file>         SPECLOOP_TLS_CA_FILE          speak TLS, trusting this CA (PEM)
 //   --nats <url>            SPECLOOP_NATS_URL             a NATS server URL (comma-separated for several)
 //   --timeout <ms>          SPECLOOP_TIMEOUT_MS           the deadline of each gRPC call (default 10 s)
@@ -11,6 +12,7 @@ import { type CallOptions, type ChannelCredentials, credentials, Metadata } from
 import { type Bus, connectBus } from "@specloop/bus";
 import { bearerMetadata, createLogger } from "@specloop/runtime";
 import { type Command, InvalidArgumentError, Option } from "commander";
+import { parse as parseYaml } from "yaml";
 import { CliError, EXIT } from "./exit-codes.js";
 
 export const DEFAULT_TRAINER_ADDRESS = "127.0.0.1:50052";
@@ -92,6 +94,35 @@ export function addJsonOption(cmd: Command): Command {
   return cmd.option("--json", "print JSON for scripts instead of tables");
 }
 
+/**
+ * The token a --token-file holds: the file's text (a mounted Secret), or, when the file is a service's
+ * tokens list (YAML entries of identity, roles and token, as server.auth.tokensFile reads and `npm start`
+ * writes), the token of its first entry with the admin role.
+ */
+export function tokenOfFile(file: string, text: string): string {
+  const trimmed = text.trim();
+  if (trimmed === "") throw new CliError(`the token file ${file} is empty`, EXIT.auth);
+  if (!trimmed.startsWith("-") && !trimmed.startsWith("[")) return trimmed;
+  let entries: unknown;
+  try {
+    entries = parseYaml(trimmed);
+  } catch (err) {
+    throw new CliError(`${file}: not a token, nor a YAML list of token entries`, EXIT.auth, { cause: err });
+  }
+  const admin = (Array.isArray(entries) ? entries : []).find(
+    (e): e is { token: string } =>
+      typeof e === "object" &&
+      e !== null &&
+      typeof (e as { token?: unknown }).token === "string" &&
+      Array.isArray((e as { roles?: unknown }).roles) &&
+      (e as { roles: unknown[] }).roles.includes("admin"),
+  );
+  if (admin === undefined) {
+    throw new CliError(`${file}: no entry with the admin role and a token in it`, EXIT.auth);
+  }
+  return admin.token.trim();
+}
+
 /** The admin token from --token or --token-file, if either is given. */
 export function adminToken(opts: GrpcTargetOptions): string | undefined {
   if (opts.token !== undefined && opts.tokenFile !== undefined) {
@@ -110,9 +141,7 @@ export function adminToken(opts: GrpcTargetOptions): string | undefined {
         },
       );
     }
-    const token = text.trim();
-    if (token === "") throw new CliError(`the token file ${opts.tokenFile} is empty`, EXIT.auth);
-    return token;
+    return tokenOfFile(opts.tokenFile, text);
   }
   const token = opts.token?.trim();
   return token === "" ? undefined : token;

@@ -97,7 +97,11 @@ export function buildProgram(io: Io): Command {
   program
     .command("health")
     .description("ask a service's gRPC health endpoint whether it is serving (exit 0 only when SERVING)")
-    .requiredOption("--server <host:port>", "host:port of the service")
+    .addOption(
+      new Option("--server <host:port>", "the service's gRPC address (by default the inference node's)")
+        .env("SPECLOOP_INFERENCE_ADDRESS")
+        .default(DEFAULT_INFERENCE_ADDRESS),
+    )
     .option("--service <name>", "service name to check; empty means the whole server", "")
     .addOption(new Option("--timeout <ms>", "deadline in milliseconds").argParser(positiveInt).default(5000))
     .option("--json", "print the answer as JSON")

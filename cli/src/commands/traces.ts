@@ -1,13 +1,13 @@
 // `specloop traces tail`: the traces nodes publish, live, one line per trace message (a long request's trace
 // comes in several chunks): node, model, domain, request, the drafter and speculator version, and per
 // verification step what was proposed and what the target accepted (--steps). It reads through an
-// ephemeral ordered consumer that starts at the next message (or, with --last N, N messages back) and that
-// the server forgets when the command stops; it never acknowledges anything, so it takes no trace from the
+// ephemeral consumer that starts at the next message (or, with --last N, N messages back) and that the
+// server forgets soon after the command stops; it acknowledges nothing, so it takes no trace from the
 // trainer. Traces hold users' prompts: the operator NATS role may not read them; use a credential that may.
 import { decodeTrace, TRACE_STREAM, traceSubject } from "@specloop/bus";
 import type { Trace, VerificationStep } from "@specloop/proto";
 import { type Command, Option } from "commander";
-import { DeliverPolicy, type OrderedConsumerOptions } from "nats";
+import { AckPolicy, type ConsumerConfig, DeliverPolicy, nanos } from "nats";
 import { action } from "../action.js";
 import { EXIT } from "../exit-codes.js";
 import { drafterName, fixed, roleName, time } from "../format.js";
@@ -20,6 +20,9 @@ import {
   openBus,
   positiveInt,
 } from "../options.js";
+
+/** The server drops the tail's consumer this long after the command stops pulling. */
+const TAIL_INACTIVE_MS = 30_000;
 
 export interface TailOptions extends NatsOptions, JsonOption {
   model?: string;
@@ -122,21 +125,26 @@ export function addTracesCommands(program: Command, io: Io): void {
       process.once("SIGINT", onSignal);
       process.once("SIGTERM", onSignal);
       try {
-        const consumerOptions: Partial<OrderedConsumerOptions> = {
-          ...(opts.model !== undefined ? { filterSubjects: traceSubject(opts.model) } : {}),
+        // An ephemeral pull consumer that acknowledges nothing, made here rather than as nats.js's ordered
+        // consumer: a credential that may not read traces is refused at once (the ordered consumer would
+        // retry forever), and the server removes it a little after this command stops.
+        const config: Partial<ConsumerConfig> = {
+          ack_policy: AckPolicy.None,
           deliver_policy: DeliverPolicy.New,
+          inactive_threshold: nanos(TAIL_INACTIVE_MS),
+          mem_storage: true,
+          num_replicas: 1,
+          ...(opts.model !== undefined ? { filter_subject: traceSubject(opts.model) } : {}),
         };
         if (opts.last !== undefined) {
-          const info = await bus.jsm.streams.info(
-            TRACE_STREAM,
-            opts.model ? { subjects_filter: traceSubject(opts.model) } : undefined,
-          );
-          // Starting `last` messages before the stream's end counts other models' messages too when a
-          // model is given; the filter drops them, so fewer may show.
-          consumerOptions.deliver_policy = DeliverPolicy.StartSequence;
-          consumerOptions.opt_start_seq = Math.max(info.state.first_seq, info.state.last_seq - opts.last + 1);
+          const info = await bus.jsm.streams.info(TRACE_STREAM);
+          // `last` counts back over the whole stream: with --model, other models' messages count too and
+          // the filter drops them, so fewer may show.
+          config.deliver_policy = DeliverPolicy.StartSequence;
+          config.opt_start_seq = Math.max(info.state.first_seq, info.state.last_seq - opts.last + 1);
         }
-        const consumer = await bus.js.consumers.get(TRACE_STREAM, consumerOptions);
+        const created = await bus.jsm.consumers.add(TRACE_STREAM, config);
+        const consumer = await bus.js.consumers.get(TRACE_STREAM, created.name);
         const messages = await consumer.consume();
         stop.signal.addEventListener("abort", () => void messages.stop(), { once: true });
         let shown = 0;
