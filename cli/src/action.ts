@@ -27,7 +27,8 @@ export function fail(io: Io, name: string, err: unknown, server?: string, opts?:
 export function action<A extends unknown[]>(
   io: Io,
   name: string,
-  fn: (...args: A) => Promise<ExitCode | undefined>,
+  // biome-ignore lint/suspicious/noConfusingVoidType: an action that only prints is an async function returning void
+  fn: (...args: A) => Promise<ExitCode | undefined | void>,
   server?: (cmd: Command) => string | undefined,
 ): (...args: [...A, Command]) => Promise<void> {
   return async (...args) => {

@@ -2,8 +2,8 @@
 // that turns whatever a command failed with into a line for stderr and one of these codes.
 import { type ServiceError, status } from "@grpc/grpc-js";
 import { BusCredentialsError, BusPermissionError } from "@specloop/bus";
-import { ErrorCode, NatsError } from "nats";
 import { ErrorKind, isSpecloopError } from "@specloop/runtime";
+import { ErrorCode, NatsError } from "nats";
 
 export const EXIT = {
   /** Done; for `status` and `health`, also: everything is healthy. */

@@ -4,6 +4,8 @@
 // operator's credential reads the fleet and is refused the traces.
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import { connectBus, TRACE_STREAM } from "@specloop/bus";
+import { testBusConfig, testLogger } from "@specloop/bus/internal";
 import { startSecuredTestBus } from "@specloop/bus/testing";
 import { type NatsServer, startNatsServer } from "@specloop/testkit";
 import { EXIT } from "../exit-codes.js";
@@ -133,6 +135,23 @@ describe("cli fleet", () => {
     const count = Number(/steps=(\d+)/.exec(line ?? "")?.[1]);
     assert.equal(steps.length, count);
     for (const s of steps) assert.match(s, /^ +@\d+ +suffix +proposed \d+ +accepted \d+ +bonus \d+$/);
+
+    // Ctrl-C ends a tail cleanly: exit 0, nothing on stderr.
+    const bus = await connectBus(testBusConfig(nats.url), testLogger);
+    try {
+      const consumers = async () => (await bus.jsm.consumers.list(TRACE_STREAM).next()).map((c) => c.name);
+      const before = new Set(await consumers());
+      const forever = startCli(["traces", "tail"], { env: { SPECLOOP_NATS_URL: nats.url } });
+      // Signalled once it reads (its consumer exists), as a person presses Ctrl-C after seeing it run.
+      await poll("the tail's consumer", async () =>
+        (await consumers()).some((name) => !before.has(name)) ? true : undefined,
+      );
+      forever.child.kill("SIGINT");
+      const stopped = await forever.done;
+      assert.deepEqual([stopped.code, stopped.stderr], [0, ""]);
+    } finally {
+      await bus.close();
+    }
   });
 
   it("a killed node is marked stale (exit 1), then drops out when its heartbeat expires", async () => {

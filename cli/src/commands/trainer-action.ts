@@ -10,7 +10,8 @@ import { TrainerApi } from "../trainer-client.js";
 export function withTrainer<A extends unknown[]>(
   io: Io,
   name: string,
-  fn: (api: TrainerApi, ...args: A) => Promise<ExitCode | undefined>,
+  // biome-ignore lint/suspicious/noConfusingVoidType: an action that only prints is an async function returning void
+  fn: (api: TrainerApi, ...args: A) => Promise<ExitCode | undefined | void>,
 ): (...args: [...A, Command]) => Promise<void> {
   return action<A>(
     io,
