@@ -77,7 +77,7 @@ test("model commands: a bad model directory or bad --tokens fail with one clear 
   assert.equal(missing.code, 1);
   assert.match(missing.stderr, /specloop model logits: .*\/nonexistent\/model\/config\.json: missing/);
   const bad = await runCli(["model", "logits", "--model", MODEL, "--tokens", "1,x"]);
-  assert.equal(bad.code, 1);
+  assert.equal(bad.code, 2, "a malformed option is a usage error");
   assert.match(bad.stderr, /comma-separated token ids, got "x"/);
   const outside = await runCli([
     "model",

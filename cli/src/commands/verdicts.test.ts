@@ -77,8 +77,8 @@ test("cli verdicts - export writes every verdict as a JSON line, oldest first, a
   );
 });
 
-test("cli verdicts - an unreachable NATS is a one-line error and exit 1", async () => {
+test("cli verdicts - an unreachable NATS is a one-line error and exit 3", async () => {
   const res = await runCli(["verdicts", "export", "--nats", "nats://127.0.0.1:1"]);
-  assert.equal(res.code, 1);
+  assert.equal(res.code, 3);
   assert.match(res.stderr, /specloop verdicts export: .*cannot connect/);
 });

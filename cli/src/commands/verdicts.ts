@@ -3,15 +3,15 @@
 // It reads the stream as it is when the command starts (an ordered, ephemeral consumer: no durable state is
 // left behind) and stops at the last message there was then.
 import { createWriteStream } from "node:fs";
-import { connectBus, decodeVerdict } from "@specloop/bus";
+import { decodeVerdict } from "@specloop/bus";
 import { VERDICT_STREAM, verdictSubject } from "@specloop/bus/internal";
 import { judgeToJSON, type PairwiseVerdict } from "@specloop/proto";
-import { createLogger } from "@specloop/runtime";
-import type { Command } from "commander";
+import { type Command, Option } from "commander";
+import { fail } from "../action.js";
 import type { Io } from "../io.js";
+import { DEFAULT_NATS_URL, type NatsOptions, openBus } from "../options.js";
 
-export interface VerdictsExportOptions {
-  nats: string;
+export interface VerdictsExportOptions extends NatsOptions {
   model?: string;
   out?: string;
 }
@@ -35,10 +35,7 @@ export async function exportVerdicts(
   options: VerdictsExportOptions,
   write: (line: string) => void,
 ): Promise<number> {
-  const bus = await connectBus(
-    { urls: [options.nats], name: "specloop-cli", connectTimeoutMs: 5_000, reconnectWaitMs: 500 },
-    createLogger("cli", "silent"),
-  );
+  const bus = await openBus(options);
   try {
     const subject = options.model === undefined ? undefined : verdictSubject(options.model);
     const info = await bus.jsm.streams.info(
@@ -72,7 +69,16 @@ export function addVerdictsCommands(program: Command, io: Io): void {
   verdicts
     .command("export")
     .description("write every pairwise verdict as JSON Lines (stdout, or --out)")
-    .requiredOption("--nats <url>", "NATS server, e.g. nats://127.0.0.1:4222")
+    .addOption(
+      new Option("--nats <url>", "NATS server, e.g. nats://127.0.0.1:4222")
+        .env("SPECLOOP_NATS_URL")
+        .default(DEFAULT_NATS_URL),
+    )
+    .addOption(
+      new Option("--nats-creds <file>", "NATS credential: an nkey seed file or a .creds file").env(
+        "SPECLOOP_NATS_CREDS",
+      ),
+    )
     .option("--model <id>", "only verdicts on this model's candidates")
     .option("--out <file>", "write here instead of stdout")
     .action(async (opts: VerdictsExportOptions) => {
@@ -88,8 +94,7 @@ export function addVerdictsCommands(program: Command, io: Io): void {
         );
         io.err(`${n} verdicts written to ${opts.out}`);
       } catch (err) {
-        io.err(`specloop verdicts export: ${err instanceof Error ? err.message : String(err)}`);
-        process.exitCode = 1;
+        fail(io, "verdicts export", err);
       }
     });
 }
