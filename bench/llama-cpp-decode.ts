@@ -60,13 +60,6 @@ function skip(reason: string): never {
   process.exit(0);
 }
 
-if (!existsSync(ggufPath)) {
-  skip(
-    `no GGUF at ${ggufPath}: convert models/tiny-code with llama.cpp's convert_hf_to_gguf.py ` +
-      "(bench/results/cpu-decode.md has the command and the file's sha256)",
-  );
-}
-
 // The part of node-llama-cpp 3.x this benchmark calls, declared here: the package is installed on demand,
 // so the workspace typechecks without it (tokens are plain numbers here, branded ones there).
 interface LlamaSequence {
@@ -106,12 +99,20 @@ try {
   lib = (await import(LIBRARY)) as NodeLlamaCpp;
 } catch (err) {
   const code = (err as NodeJS.ErrnoException).code;
-  if (code !== "ERR_MODULE_NOT_FOUND") throw err;
+  // Only the package itself missing: a broken install of it fails with its own error.
+  if (code !== "ERR_MODULE_NOT_FOUND" || !String((err as Error).message).includes(`'${LIBRARY}'`)) throw err;
   console.error(
     `[llama-cpp-decode] node-llama-cpp is not installed (it is not a workspace dependency).\n` +
       `Install it for this benchmark, without changing package.json or the lock:\n  ${INSTALL_COMMAND}`,
   );
   process.exit(1);
+}
+
+if (!existsSync(ggufPath)) {
+  skip(
+    `no GGUF at ${ggufPath}: convert models/tiny-code with llama.cpp's convert_hf_to_gguf.py ` +
+      "(bench/results/cpu-decode.md has the command and the file's sha256)",
+  );
 }
 
 // build "never": use a prebuilt binary or fail, never compile llama.cpp here; CPU only, as the engine's
