@@ -210,8 +210,8 @@ export class InferenceNode {
   resolve(req: GenerateRequest): ResolvedRequest {
     return resolveRequest(req, this.limits, {
       domainLabel: (d) => this.domains.label(d),
-      // No speculation is always a candidate: auto must never be slower than it.
-      chooseDrafter: (candidates, domain) => this.acceptance.choose(["none", ...candidates], domain),
+      // No speculation is always a candidate (tried last): auto must never be slower than it.
+      chooseDrafter: (candidates, domain) => this.acceptance.choose([...candidates, "none"], domain),
       routeSpeculator: (seqId) => this.eagle.route(seqId),
       captureLayers: () => this.sampleFeatures(),
     });

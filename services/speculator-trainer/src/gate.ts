@@ -179,7 +179,8 @@ export function compareArms(
     meanLogTokensPerSecond: [meanA, meanB],
     difference: d,
     interval: [d - z * sd, d + z * sd],
-    statistic: msprt(d, v, options.tau2),
+    // Stored as JSON: an overwhelming statistic is capped, never Infinity (which JSON turns into null).
+    statistic: Math.min(msprt(d, v, options.tau2), Number.MAX_VALUE),
     threshold: 1 / options.alpha,
     acceptedPerPass: [accA / na, accB / nb],
     speedup: Math.exp(d),
