@@ -165,9 +165,23 @@ describe("cli readme", () => {
         printed += d;
       });
       for (let i = 0; i < 20 && !/request=/.test(printed) && tail.child.exitCode === null; i++) {
-        const g = await runCli(["generate", "--prompt", "int main(", "--max-tokens", "8", "--domain", "c"], {
-          env: { SPECLOOP_INFERENCE_ADDRESS: node.address },
-        });
+        // The draft model always proposes, so every request's trace has verification steps to print.
+        const g = await runCli(
+          [
+            "generate",
+            "--prompt",
+            "int main(",
+            "--max-tokens",
+            "8",
+            "--domain",
+            "c",
+            "--drafter",
+            "draft-model",
+          ],
+          {
+            env: { SPECLOOP_INFERENCE_ADDRESS: node.address },
+          },
+        );
         assert.equal(g.code, 0, g.stderr);
         await new Promise((r) => setTimeout(r, 500));
       }
