@@ -206,4 +206,10 @@ if (externalNats === undefined) {
     `  NATS needs a credential: read-only status with ${bus.credentials.credentialsFile("operator")}`,
   );
 }
-console.log("  try: npx specloop health --server 127.0.0.1:50051\nCtrl-C stops everything.\n");
+console.log("  for the admin CLI (README), in another shell:");
+if (externalNats === undefined) {
+  console.log(`    export SPECLOOP_NATS_CREDS=${bus.credentials.credentialsFile("operator")}`);
+}
+console.log(`    export SPECLOOP_ADMIN_TOKEN_FILE=${trainerTokens}`);
+console.log("    npx specloop status; npx specloop versions list; npx specloop trainer status");
+console.log("Ctrl-C stops everything.\n");
