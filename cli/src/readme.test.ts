@@ -156,10 +156,20 @@ describe("cli readme", () => {
       assert.equal(JSON.parse(config.stdout).config.canaryShare, 0.2, "the config set line took effect");
     });
 
-    it("the traces tail line prints live traces, per step, until Ctrl-C", async () => {
+    it("the traces tail line prints live traces, per step, until Ctrl-C", async (t) => {
       const { exports, admin } = readmeBlocks();
       const line = admin.find((l) => l.includes("traces tail")) as string;
       const tail = shell(`${exports.join("\n")}\n${line}`, dir.path);
+      // Whatever fails below, the tail's process group must not outlive the test (it would hold the runner).
+      t.after(() => {
+        if (tail.child.exitCode === null && tail.child.signalCode === null) {
+          try {
+            process.kill(-(tail.child.pid as number), "SIGKILL");
+          } catch {
+            // Already gone.
+          }
+        }
+      });
       let printed = "";
       tail.child.stdout?.on("data", (d) => {
         printed += d;
