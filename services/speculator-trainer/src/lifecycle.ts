@@ -141,12 +141,7 @@ export class VersionLifecycle {
     reason: string,
     evidence?: GateEvidence,
   ): Promise<SpeculatorVersionRow> {
-    const row = this.get(id);
-    if (row.status !== "candidate" && row.status !== "canary") {
-      throw new FailedPreconditionError(
-        `version ${id} is ${row.status}; only a candidate or the canary can be promoted`,
-      );
-    }
+    const row = this.pending(id, "promoted");
     const live = this.withStatus("live");
     if (live?.pinned) throw new FailedPreconditionError(`live version ${live.id} is pinned; unpin it first`);
     if (live !== undefined) this.move(live, "retired", "retire", actor, `replaced by ${id}`);
@@ -163,12 +158,7 @@ export class VersionLifecycle {
     reason: string,
     evidence?: GateEvidence,
   ): Promise<SpeculatorVersionRow> {
-    const row = this.get(id);
-    if (row.status !== "canary" && row.status !== "candidate") {
-      throw new FailedPreconditionError(
-        `version ${id} is ${row.status}; only a candidate or the canary can be rejected`,
-      );
-    }
+    const row = this.pending(id, "rejected");
     this.move(row, "rejected", "reject", actor, reason, evidence);
     if (row.status === "canary") await this.options.registry?.clear(this.options.modelId, "canary");
     return this.get(id);
@@ -231,6 +221,17 @@ export class VersionLifecycle {
       .where(eq(versionEvents.versionId, id))
       .orderBy(versionEvents.id)
       .all();
+  }
+
+  /** A version not yet decided (a candidate or the canary); FAILED_PRECONDITION for any other. */
+  private pending(id: string, what: string): SpeculatorVersionRow {
+    const row = this.get(id);
+    if (row.status !== "candidate" && row.status !== "canary") {
+      throw new FailedPreconditionError(
+        `version ${id} is ${row.status}; only a candidate or the canary can be ${what}`,
+      );
+    }
+    return row;
   }
 
   /** The newest version that was live before `id` and is retired now. */
