@@ -8,9 +8,9 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { credentials, type Metadata, type ServiceError, status } from "@grpc/grpc-js";
+import { type Metadata, type ServiceError, status } from "@grpc/grpc-js";
 import { type Bus, consumeVerdicts } from "@specloop/bus";
-import { openTestBus, testBusConfig, testLogger, waitFor } from "@specloop/bus/internal";
+import { testLogger, waitFor } from "@specloop/bus/internal";
 import {
   Judge,
   JudgeFailurePolicy,
@@ -19,23 +19,14 @@ import {
   type RankResponse,
   type Tournament,
   TournamentState,
-  VerifierClient,
-  VerifierService,
+  type VerifierClient,
 } from "@specloop/proto";
-import {
-  bearerMetadata,
-  type GrpcServerHandle,
-  loadConfig,
-  startGrpcServer,
-  TokenAuth,
-} from "@specloop/runtime";
-import { freePort, type NatsServer, startNatsServer, type TempDir, tempDir } from "@specloop/testkit";
+import { bearerMetadata } from "@specloop/runtime";
+import type { TempDir } from "@specloop/testkit";
 import { eq } from "drizzle-orm";
-import { verifierConfigSchema } from "./config.js";
-import { openVerifierStore, tournaments, type VerifierStore } from "./db/index.js";
-import { connectInference, type InferenceNode } from "./judges/inference.js";
+import { tournaments, type VerifierStore } from "./db/index.js";
 import { SANDBOX_REFUSED } from "./sandbox/test-support.js";
-import { verifierServer } from "./server.js";
+import { startTestVerifier, type TestVerifier } from "./testing.js";
 
 /** Skipped only where the kernel refuses the sandbox's user namespaces (the tests judge then refuses too). */
 const skip = SANDBOX_REFUSED;
@@ -44,52 +35,24 @@ const TOKEN = "hostile-test-token-0123456789";
 /** Marks this file's processes on the host, so a test can look for survivors and never touch others'. */
 const MARK = `specloop-hostile-${process.pid}-${Date.now()}`;
 
+let t: TestVerifier;
 let dir: TempDir;
-let nats: NatsServer;
 let bus: Bus;
 let store: VerifierStore;
-let node: InferenceNode;
-let server: GrpcServerHandle;
 let client: VerifierClient;
 let storePath: string;
 
 before(async () => {
-  dir = tempDir("specloop-verifier-hostile-");
-  nats = await startNatsServer();
-  bus = await openTestBus(testBusConfig(nats.url));
-  storePath = join(dir.path, "verifier.sqlite");
-  store = openVerifierStore(storePath);
-  node = connectInference(`127.0.0.1:${await freePort()}`);
-  const config = loadConfig(verifierConfigSchema, {
-    env: {
-      SPECLOOP_TOURNAMENT__MAX_CANDIDATES: "8",
-      SPECLOOP_TESTS__MAX_SANDBOXES: "2",
-    },
-  });
-  const auth = new TokenAuth([{ identity: "hostile-test", roles: ["run-code"], token: TOKEN }]);
-  server = await startGrpcServer({
-    host: "127.0.0.1",
-    port: 0,
-    logger: testLogger,
-    services: [
-      {
-        name: "specloop.v1.Verifier",
-        definition: VerifierService,
-        implementation: verifierServer({ db: store.db, bus, node, config, logger: testLogger, auth }),
-      },
-    ],
-  });
-  client = new VerifierClient(`127.0.0.1:${server.port}`, credentials.createInsecure());
+  t = await startTestVerifier(
+    "hostile",
+    { SPECLOOP_TOURNAMENT__MAX_CANDIDATES: "8", SPECLOOP_TESTS__MAX_SANDBOXES: "2" },
+    TOKEN,
+  );
+  ({ dir, bus, store, storePath, client } = t);
 });
 
 after(async () => {
-  client?.close();
-  await server?.shutdown("test over");
-  node?.close();
-  await bus?.close();
-  store?.close();
-  await nats?.stop();
-  dir?.dispose();
+  await t?.close();
   killSurvivors();
 });
 

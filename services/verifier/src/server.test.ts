@@ -2,11 +2,10 @@
 // the sandboxed tests judge ranks, stores and publishes its verdicts; bad input and a judge that cannot be
 // reached get clear statuses, and a request can ask for failures to count as ties instead.
 import assert from "node:assert/strict";
-import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { credentials, type ServiceError, status } from "@grpc/grpc-js";
+import { type ServiceError, status } from "@grpc/grpc-js";
 import { type Bus, consumeVerdicts } from "@specloop/bus";
-import { openTestBus, testBusConfig, testLogger, waitFor } from "@specloop/bus/internal";
+import { testLogger, waitFor } from "@specloop/bus/internal";
 import {
   type GetTournamentResponse,
   Judge,
@@ -15,66 +14,29 @@ import {
   type RankRequest,
   type RankResponse,
   TournamentState,
-  VerifierClient,
-  VerifierService,
+  type VerifierClient,
 } from "@specloop/proto";
-import {
-  bearerMetadata,
-  type GrpcServerHandle,
-  loadConfig,
-  startGrpcServer,
-  TokenAuth,
-} from "@specloop/runtime";
-import { freePort, type NatsServer, startNatsServer, type TempDir, tempDir } from "@specloop/testkit";
-import { RUN_CODE_ROLE, verifierConfigSchema } from "./config.js";
-import { openVerifierStore, type VerifierStore } from "./db/index.js";
-import { connectInference, type InferenceNode } from "./judges/inference.js";
+import { bearerMetadata } from "@specloop/runtime";
 import { SANDBOX_REFUSED } from "./sandbox/test-support.js";
-import { verifierServer } from "./server.js";
+import { startTestVerifier, type TestVerifier } from "./testing.js";
 import { UNKNOWN_MODEL_ID } from "./verdicts.js";
 
 const TOKEN = "server-test-token-0123456789";
-let dir: TempDir;
-let nats: NatsServer;
+let t: TestVerifier;
 let bus: Bus;
-let store: VerifierStore;
-let node: InferenceNode;
-let server: GrpcServerHandle;
 let client: VerifierClient;
 
 before(async () => {
-  dir = tempDir("specloop-verifier-server-");
-  nats = await startNatsServer();
-  bus = await openTestBus(testBusConfig(nats.url));
-  store = openVerifierStore(join(dir.path, "verifier.sqlite"));
-  // Nothing listens on this port: the model judges must fail cleanly.
-  node = connectInference(`127.0.0.1:${await freePort()}`);
-  const config = loadConfig(verifierConfigSchema, {
-    env: { SPECLOOP_TOURNAMENT__MAX_CANDIDATES: "6", SPECLOOP_TOURNAMENT__JUDGE_TIMEOUT_MS: "2000" },
-  });
-  const auth = new TokenAuth([{ identity: "server-test", roles: [RUN_CODE_ROLE], token: TOKEN }]);
-  server = await startGrpcServer({
-    host: "127.0.0.1",
-    port: 0,
-    logger: testLogger,
-    services: [
-      {
-        name: "specloop.v1.Verifier",
-        definition: VerifierService,
-        implementation: verifierServer({ db: store.db, bus, node, config, logger: testLogger, auth }),
-      },
-    ],
-  });
-  client = new VerifierClient(`127.0.0.1:${server.port}`, credentials.createInsecure());
+  t = await startTestVerifier(
+    "server",
+    { SPECLOOP_TOURNAMENT__MAX_CANDIDATES: "6", SPECLOOP_TOURNAMENT__JUDGE_TIMEOUT_MS: "2000" },
+    TOKEN,
+  );
+  ({ bus, client } = t);
 });
+
 after(async () => {
-  client.close();
-  await server.shutdown("test over");
-  node.close();
-  await bus.close();
-  store.close();
-  await nats.stop();
-  dir.dispose();
+  await t?.close();
 });
 
 function rank(request: Partial<RankRequest>): Promise<RankResponse> {
