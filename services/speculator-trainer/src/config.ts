@@ -17,9 +17,10 @@ export const DEFAULT_INTAKE_MAX_TOKENS = 1024;
 export const DEFAULT_INTAKE_CONSUMER_INACTIVE_MS = 24 * 3_600_000;
 
 /**
- * What a model's training starts with until an operator changes it (UpdateTrainingConfig). A training step
- * runs on the service's own thread (the engine's trainer is synchronous), so a batch is kept to a few
- * requests: about 0.7 s per 64 trained positions on one core (bench/results/trainer-throughput-cpu.md).
+ * What a model's training starts with until an operator changes it (UpdateTrainingConfig). A step runs on
+ * the training thread (head-training.ts) and takes about 0.7 s per 64 trained positions on one core
+ * (bench/results/trainer-throughput-cpu.md); a batch of a few requests keeps versions coming every minute
+ * or so on a CPU.
  */
 export const DEFAULT_TRAINING_CONFIG: Readonly<TrainingConfig> = Object.freeze({
   learningRate: 3e-4,

@@ -25,6 +25,7 @@ import { createLogger } from "@specloop/runtime";
 import { type NatsServer, startNatsServer, type TempDir, tempDir } from "@specloop/testkit";
 import { openTrainerStore, type TrainerStore } from "./db/index.js";
 import { defaultGateOptions } from "./gate.js";
+import { HeadTrainingThread, LocalHeadTraining } from "./head-training.js";
 import { VersionLifecycle, versionIdFor } from "./lifecycle.js";
 import { TrainerLoop } from "./loop.js";
 import { TrainerStateStore } from "./state.js";
@@ -51,20 +52,37 @@ function parts() {
   return { lifecycle, state };
 }
 
-async function openLoop(p = parts()) {
+/** The loop with its head trained in process, or on the training thread as the service runs it. */
+async function openLoop(p = parts(), on: "process" | "thread" = "process") {
+  const head = eagleConfigFor(loaded.config);
   return {
     ...p,
     loop: await TrainerLoop.open({
       modelId: "tiny-code",
-      target,
-      frozen: trainerTarget(loaded),
-      head: eagleConfigFor(loaded.config),
+      openHead: async (start, options) =>
+        on === "thread"
+          ? HeadTrainingThread.open({
+              modelDir: MODEL,
+              backend: "cpu",
+              cpuThreads: 1,
+              featureLayers: [],
+              exampleMaxTokens: 64,
+              start,
+              options,
+            })
+          : new LocalHeadTraining(
+              target,
+              trainerTarget(loaded),
+              { featureLayers: head.featureLayers, maxTokens: 64 },
+              head,
+              start,
+              options,
+            ),
       lifecycle: p.lifecycle,
       state: p.state,
       logger: createLogger("loop-test", "warn"),
       gate: { ...defaultGateOptions(), minSamples: 10 },
       checkpointDir: join(dir.path, "ckpt"),
-      exampleMaxTokens: 64,
       bufferCapacity: 64,
     }),
   };
@@ -137,8 +155,8 @@ after(async () => {
 });
 
 describe("trainer loop", () => {
-  it("ships a day-0 head live at once, trains on traces, publishes a canary with offline metrics, checkpoints", async () => {
-    const { loop, lifecycle } = await openLoop();
+  it("ships a day-0 head live at once, trains on traces (on the training thread), publishes a canary with offline metrics, checkpoints", async () => {
+    const { loop, lifecycle } = await openLoop(parts(), "thread");
     const day0 = lifecycle.withStatus("live");
     assert.equal(day0?.id, versionIdFor("tiny-code", 0));
     assert.equal((await registry.current("tiny-code", "live"))?.versionId, day0?.id);
@@ -150,6 +168,7 @@ describe("trainer loop", () => {
     assert.ok((canary?.offlineMetrics?.simulatedAcceptedPerPass ?? 0) >= 1);
     assert.equal((await registry.current("tiny-code", "canary"))?.versionId, canary?.id);
     assert.ok(existsSync(join(dir.path, "ckpt", "head.ckpt")));
+    await loop.stop();
   });
 
   it("resumes from the checkpoint with its step, and a re-publish is the same version", async () => {

@@ -4,7 +4,8 @@
 //   head drafted it, into the gate's samples for the version that drafted it (what users felt).
 // - tick() runs one training step when the buffer holds enough and training is not paused: a batch drawn
 //   by freshness and domain balance, each trace turned into an example by the trainer's own target
-//   (examples.ts), one AdamW step of the eagle head (the engine's EagleHeadTrainer).
+//   (examples.ts), one AdamW step of the eagle head (the engine's EagleHeadTrainer), both on the
+//   training thread (head-training.ts) so the service keeps answering meanwhile.
 // - Every `publish_every_steps` steps the head becomes a version (safetensors, id from the step, offline
 //   metrics on the newest traces) and, when no canary is running, the canary; a checkpoint (weights, AdamW
 //   state, step) is written atomically after each publish, so a SIGKILL resumes there without a new id.
@@ -15,38 +16,28 @@
 // drafter exists from the first minute (suffix drafting serves meanwhile; `auto` picks by measured speed).
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import {
-  EAGLE_ARCHITECTURE,
-  type EagleConfig,
-  EagleHeadTrainer,
-  type EagleTrainerOptions,
-  type Model,
-  type TrainerTarget,
-} from "@specloop/engine";
+import { EAGLE_ARCHITECTURE, type EagleTrainerOptions } from "@specloop/engine";
 import { Drafter, SpeculatorRole, type Trace, type TrainingConfig } from "@specloop/proto";
 import type { Logger } from "@specloop/runtime";
 import { ReplayBuffer } from "./buffer.js";
-import { exampleFromTrace, type TrainingExample } from "./examples.js";
 import { type GateDecision, type GateOptions, type GateSample, judgeCanary, judgeLive } from "./gate.js";
+import type { HeadStart, HeadTraining } from "./head-training.js";
 import { TRAINER_ACTOR, type VersionLifecycle, versionIdFor } from "./lifecycle.js";
 import type { TrainerStateStore } from "./state.js";
 
 export interface TrainerLoopOptions {
   modelId: string;
-  /** The trainer's own copy of the target (recomputes features and distributions). */
-  target: Model;
-  /** Its frozen embedding and LM head, as the head trainer reads them. */
-  frozen: TrainerTarget;
-  /** The head's shape (feature layers etc.). */
-  head: EagleConfig;
+  /**
+   * Opens the head's training from where it starts (head-training.ts): on a worker thread in the service,
+   * in process in tests. It owns the trainer's copy of the target and the head trainer.
+   */
+  openHead: (start: HeadStart, options: Partial<EagleTrainerOptions>) => Promise<HeadTraining>;
   lifecycle: VersionLifecycle;
   state: TrainerStateStore;
   logger: Logger;
   gate: GateOptions;
   /** Where the checkpoint lives (head.ckpt). */
   checkpointDir: string;
-  /** Example windows: the newest this many tokens of a request. */
-  exampleMaxTokens: number;
   /** Replay buffer capacity (traces). */
   bufferCapacity: number;
   /** Trainer options beyond the operator's config (seed, step decay, acceptance weight...). */
@@ -92,7 +83,7 @@ export class TrainerLoop {
 
   private constructor(
     private readonly options: TrainerLoopOptions,
-    private head: EagleHeadTrainer,
+    private readonly head: HeadTraining,
   ) {
     this.buffer = new ReplayBuffer<Trace>({
       capacity: options.bufferCapacity,
@@ -109,16 +100,16 @@ export class TrainerLoop {
     const trainerOptions = { ...options.trainerOptions, ...trainerOptionsOf(config) };
     const ckpt = join(options.checkpointDir, "head.ckpt");
     const live = options.lifecycle.withStatus("live");
-    let head: EagleHeadTrainer;
-    if (existsSync(ckpt)) {
-      head = EagleHeadTrainer.restore(options.frozen, readFileSync(ckpt), trainerOptions);
+    const start: HeadStart = existsSync(ckpt)
+      ? { from: "checkpoint", bytes: readFileSync(ckpt) }
+      : live !== undefined
+        ? { from: "blob", bytes: options.lifecycle.blobOf(live.id) }
+        : { from: "new" };
+    const head = await options.openHead(start, trainerOptions);
+    if (start.from === "checkpoint")
       options.logger.info({ step: head.stepCount }, "trainer: resumed from the checkpoint");
-    } else if (live !== undefined) {
-      head = EagleHeadTrainer.fromBlob(options.frozen, options.lifecycle.blobOf(live.id), trainerOptions);
-      options.logger.info({ from: live.id }, "trainer: starting from the live version");
-    } else {
-      head = EagleHeadTrainer.create(options.frozen, options.head, trainerOptions);
-    }
+    if (start.from === "blob")
+      options.logger.info({ from: live?.id }, "trainer: starting from the live version");
     const loop = new TrainerLoop(options, head);
     loop.appliedConfig = JSON.stringify(trainerOptionsOf(config));
     if (live === undefined) await loop.publishDayZero();
@@ -168,9 +159,11 @@ export class TrainerLoop {
     })();
   }
 
+  /** Stops after the step in flight and closes the head's training (its thread). */
   async stop(): Promise<void> {
     this.stopped = true;
     await this.running;
+    await this.head.close();
   }
 
   /** One step of work; returns whether anything was done. */
@@ -179,10 +172,9 @@ export class TrainerLoop {
     const state = this.options.state.get();
     const config = this.options.state.config();
     if (state.paused || this.buffer.size < Math.min(config.batchSize, 4)) return worked;
-    this.applyConfig(config);
+    await this.applyConfig(config);
     const t0 = performance.now();
-    const batch = await this.examples(this.buffer.sample(config.batchSize, now));
-    const r = this.head.step(batch);
+    const r = await this.head.step(this.buffer.sample(config.batchSize, now));
     const seconds = (performance.now() - t0) / 1000;
     this.options.state.recordProgress({ trainingSteps: this.head.stepCount, recentLoss: r.loss });
     this.options.onStep?.({ loss: r.loss, tokens: r.tokens, seconds });
@@ -191,28 +183,11 @@ export class TrainerLoop {
     return worked;
   }
 
-  /** Traces to examples (one target prefill each). */
-  private async examples(traces: readonly Trace[]): Promise<TrainingExample[]> {
-    const out: TrainingExample[] = [];
-    for (const t of traces) {
-      out.push(
-        await exampleFromTrace(this.options.target, t, {
-          featureLayers: this.options.head.featureLayers,
-          maxTokens: this.options.exampleMaxTokens,
-        }),
-      );
-    }
-    return out;
-  }
-
   /** An operator's config change takes effect at the next step (the head is rebuilt from its checkpoint). */
-  private applyConfig(config: TrainingConfig): void {
+  private async applyConfig(config: TrainingConfig): Promise<void> {
     const wanted = JSON.stringify(trainerOptionsOf(config));
     if (wanted === this.appliedConfig) return;
-    this.head = EagleHeadTrainer.restore(this.options.frozen, this.head.checkpoint(), {
-      ...this.options.trainerOptions,
-      ...trainerOptionsOf(config),
-    });
+    await this.head.reconfigure({ ...this.options.trainerOptions, ...trainerOptionsOf(config) });
     this.appliedConfig = wanted;
   }
 
@@ -221,26 +196,25 @@ export class TrainerLoop {
     const row = lifecycle.create({
       id: versionIdFor(modelId, this.head.stepCount),
       parentId: undefined,
-      blob: this.head.exportBlob(),
+      blob: await this.head.exportBlob(),
       architecture: EAGLE_ARCHITECTURE,
       samplesSeen: 0,
       trainingSteps: this.head.stepCount,
       offline: undefined,
     });
     await lifecycle.promote(row.id, TRAINER_ACTOR, "day 0: the first head, so the eagle drafter exists");
-    this.writeCheckpoint();
+    await this.writeCheckpoint();
   }
 
   /** The head as a new version; the canary when none is running. */
   private async publish(config: TrainingConfig): Promise<void> {
     const { lifecycle, modelId, state } = this.options;
-    const held = await this.examples(this.buffer.newest(4));
-    const ev = held.length > 0 ? this.head.evaluate(held) : undefined;
+    const ev = await this.head.evaluate(this.buffer.newest(4));
     const live = lifecycle.withStatus("live");
     const row = lifecycle.create({
       id: versionIdFor(modelId, this.head.stepCount),
       parentId: live?.id,
-      blob: this.head.exportBlob(),
+      blob: await this.head.exportBlob(),
       architecture: EAGLE_ARCHITECTURE,
       samplesSeen: state.get().tracesConsumed,
       trainingSteps: this.head.stepCount,
@@ -249,7 +223,7 @@ export class TrainerLoop {
           ? undefined
           : { loss: ev.loss, accuracy: ev.accuracy, simulatedAcceptedPerPass: ev.simulatedAcceptedPerPass },
     });
-    this.writeCheckpoint();
+    await this.writeCheckpoint();
     const canary = lifecycle.withStatus("canary") === undefined && !(live?.pinned ?? false);
     if (canary) {
       await lifecycle.canary(
@@ -263,9 +237,9 @@ export class TrainerLoop {
     this.options.onPublish?.(row.id, canary, ev?.simulatedAcceptedPerPass);
   }
 
-  private writeCheckpoint(): void {
+  private async writeCheckpoint(): Promise<void> {
     const path = join(this.options.checkpointDir, "head.ckpt");
-    writeFileSync(`${path}.tmp`, this.head.checkpoint());
+    writeFileSync(`${path}.tmp`, await this.head.checkpoint());
     renameSync(`${path}.tmp`, path);
   }
 

@@ -2,13 +2,13 @@
 // The speculator-trainer's process: `node services/speculator-trainer/dist/main.js` (npm start runs it).
 import { dirname, join, resolve } from "node:path";
 import { connectBus, ManifestSigner, provisionBus, SpeculatorRegistry } from "@specloop/bus";
-import { eagleConfigFor, loadModelDir, Model, selectBackend, trainerTarget } from "@specloop/engine";
 import { SERVICE_NAMES, SpeculatorTrainerService } from "@specloop/proto";
 import { type Logger, runService, TokenAuth } from "@specloop/runtime";
 import type { Registry } from "prom-client";
 import { traceBacklog } from "./backlog.js";
 import { type TrainerConfig, trainerConfigSchema } from "./config.js";
 import { openTrainerStore } from "./db/index.js";
+import { HeadTrainingThread } from "./head-training.js";
 import { startTraceIntake } from "./intake.js";
 import { VersionLifecycle } from "./lifecycle.js";
 import { TrainerLoop } from "./loop.js";
@@ -72,7 +72,7 @@ await runService<TrainerConfig>({
   },
 });
 
-/** The trainer's own target on its backend, and the loop over it (resumed from its checkpoint). */
+/** The loop, its head training on a worker thread with the trainer's own target (resumed from its checkpoint). */
 async function openLoop(
   config: TrainerConfig,
   parts: {
@@ -84,9 +84,6 @@ async function openLoop(
   },
 ): Promise<TrainerLoop> {
   const t = config.trainer;
-  const selected = await selectBackend(t.backend, { cpu: t.cpuThreads > 0 ? { threads: t.cpuThreads } : {} });
-  const loaded = await loadModelDir(resolve(t.modelDir));
-  const target = Model.load(selected.backend, loaded);
   let loop: TrainerLoop | undefined;
   const metrics = trainerMetrics(parts.metricsRegistry, {
     bufferTraces: () => loop?.bufferSize ?? 0,
@@ -96,15 +93,21 @@ async function openLoop(
   });
   loop = await TrainerLoop.open({
     modelId: t.modelId,
-    target,
-    frozen: trainerTarget(loaded),
-    head: eagleConfigFor(loaded.config, t.featureLayers.length > 0 ? { featureLayers: t.featureLayers } : {}),
+    openHead: (start, options) =>
+      HeadTrainingThread.open({
+        modelDir: resolve(t.modelDir),
+        backend: t.backend,
+        cpuThreads: t.cpuThreads,
+        featureLayers: t.featureLayers,
+        exampleMaxTokens: t.exampleMaxTokens,
+        start,
+        options,
+      }),
     lifecycle: parts.lifecycle,
     state: parts.state,
     logger: parts.logger,
     gate: config.gate,
     checkpointDir: join(parts.dataDir, "checkpoints", t.modelId),
-    exampleMaxTokens: t.exampleMaxTokens,
     bufferCapacity: t.bufferCapacity,
     trainerOptions: { seed: t.seed },
     onStep: ({ loss, tokens, seconds }) => {
