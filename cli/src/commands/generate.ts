@@ -34,10 +34,14 @@ export interface RemoteGenerateResult {
   stats: SpeculationStats | undefined;
 }
 
-/** Streams one Generate call; `onText` sees each chunk's text. Rejects with the call's gRPC error. */
+/**
+ * Streams one Generate call; `onText` sees each chunk's text, `onChunk` each chunk whole. Rejects with the
+ * call's gRPC error.
+ */
 export function remoteGenerate(
   opts: RemoteGenerateOptions,
   onText: (text: string) => void = () => undefined,
+  onChunk: (chunk: GenerateResponse) => void = () => undefined,
 ): Promise<RemoteGenerateResult> {
   if ((opts.prompt === undefined) === (opts.tokens === undefined)) {
     return Promise.reject(new RangeError("give exactly one of --prompt and --tokens"));
@@ -65,6 +69,7 @@ export function remoteGenerate(
     };
     const call = client.generate(request, { deadline: new Date(Date.now() + opts.timeoutMs) });
     call.on("data", (m: GenerateResponse) => {
+      onChunk(m);
       out.request_id = m.requestId;
       out.text += m.text;
       out.output_ids.push(...m.tokenIds);
