@@ -8,6 +8,7 @@ import {
   type DrafterKind,
   DraftModelDrafter,
   EagleDrafter,
+  HybridDrafter,
   SuffixDrafter,
   speculativeGenerate,
 } from "@specloop/speculation";
@@ -68,12 +69,18 @@ async function makeDrafter(opts: ModelGenerateOptions, target: Model): Promise<D
         maxDepth: opts.draftBudget,
       });
     }
-    case "eagle": {
+    case "eagle":
+    case "hybrid": {
       if (opts.speculator === undefined) {
-        throw new RangeError("--drafter eagle needs --speculator FILE (an eagle-v1 safetensors file)");
+        throw new RangeError(
+          `--drafter ${opts.drafter} needs --speculator FILE (an eagle-v1 safetensors file)`,
+        );
       }
       const blob = new Uint8Array(await readFile(opts.speculator));
-      return new EagleDrafter(EagleHead.load(target.backend, blob, target), { depth: opts.draftBudget });
+      const eagle = new EagleDrafter(EagleHead.load(target.backend, blob, target), {
+        depth: opts.draftBudget,
+      });
+      return opts.drafter === "eagle" ? eagle : new HybridDrafter(new SuffixDrafter(), eagle);
     }
   }
 }

@@ -16,7 +16,7 @@ import {
 } from "@specloop/bus";
 import type { Model } from "@specloop/engine";
 import type { Logger } from "@specloop/runtime";
-import type { Drafter, DrafterKind, SuffixDrafter } from "@specloop/speculation";
+import type { Drafter, DrafterKind, HybridDrafter, SuffixDrafter } from "@specloop/speculation";
 import { Counter, Gauge, type Registry } from "prom-client";
 import type { InferenceConfig } from "./config.js";
 import type { NodeMetrics } from "./metrics.js";
@@ -30,6 +30,7 @@ export interface FleetHost {
   readonly model: Model;
   readonly scheduler: Scheduler;
   readonly eagle: RoutedEagleDrafter;
+  readonly hybrid: HybridDrafter;
   readonly drafters: Map<DrafterKind, Drafter>;
   readonly suffix: SuffixDrafter;
   readonly metrics: NodeMetrics;
@@ -88,8 +89,11 @@ export async function connectFleet(bus: Bus, host: FleetHost, options: FleetOpti
     eagle: host.eagle,
     atStepBoundary: async (fn) => {
       const out = await host.scheduler.runExclusive(fn);
-      // Offered to requests from the first live head on.
-      if (host.eagle.live !== undefined) host.drafters.set("eagle", host.eagle);
+      // Offered to requests from the first live head on (the hybrid drafts with it too).
+      if (host.eagle.live !== undefined) {
+        host.drafters.set("eagle", host.eagle);
+        host.drafters.set("hybrid", host.hybrid);
+      }
       return out;
     },
     metrics: host.metrics,

@@ -160,6 +160,75 @@ describe("hot-swap", () => {
     assert.ok(node.status().speculators.some((m) => m.versionId === "good"));
   });
 
+  it("serves hybrid with the live head: each step names its drafter (suffix on repeats, eagle elsewhere) and output stays plain", async () => {
+    const seen: Trace[] = [];
+    const consumer = await consumeTraces(bus, {
+      modelId: "tiny-code",
+      durable: "test-hybrid",
+      limits: testTraceLimits,
+      logger,
+      handler: (t) => {
+        seen.push(t);
+        return "ack";
+      },
+    });
+    try {
+      const prompts = [
+        "def add(a, b):\n    return a + b\n\ndef add(a, b):\n    return a + b\n\ndef add(a, b):\n",
+        "import os\n",
+      ];
+      const tokens = await Promise.all(prompts.map((p) => node.tokenizer.encode(p)));
+      const plain = await generate(
+        node.model,
+        tokens.map((prompt) => ({ prompt, maxTokens: 24, stopTokenIds: [], sampling: GREEDY })),
+      );
+      const ids = prompts.map((_, i) => `hybrid-req-${i}`);
+      const results = await Promise.all(
+        tokens.map((promptTokenIds, i) =>
+          stream({
+            requestId: ids[i] as string,
+            promptTokenIds,
+            maxTokens: 24,
+            sampling: { stopTokenIds: [] },
+            speculation: { drafter: Drafter.DRAFTER_HYBRID },
+          }),
+        ),
+      );
+      results.forEach((chunks, i) => {
+        const want = plain.outputs[i]?.tokens ?? [];
+        const eos = want.findIndex((t) => node.model.config.eosTokenIds.includes(t));
+        assert.deepEqual(
+          chunks.flatMap((c) => c.tokenIds),
+          eos >= 0 ? want.slice(0, eos + 1) : want,
+          `request ${i}`,
+        );
+        assert.equal(chunks.at(-1)?.stats?.drafter, Drafter.DRAFTER_HYBRID);
+      });
+      await waitFor(
+        "both traces",
+        () => ids.every((id) => seen.some((t) => t.clientRequestId === id)),
+        10_000,
+      );
+      const steps = seen.filter((t) => ids.includes(t.clientRequestId)).flatMap((t) => t.steps);
+      const suffix = steps.filter((s) => s.drafter === Drafter.DRAFTER_SUFFIX);
+      const eagle = steps.filter((s) => s.drafter === Drafter.DRAFTER_EAGLE);
+      assert.ok(
+        suffix.length > 0 && eagle.length > 0,
+        `${suffix.length} suffix and ${eagle.length} eagle steps`,
+      );
+      assert.ok(
+        suffix.every((s) => s.speculatorVersion === ""),
+        "suffix steps name no speculator version",
+      );
+      assert.ok(
+        eagle.every((s) => s.speculatorVersion !== ""),
+        "eagle steps name the head that drafted",
+      );
+    } finally {
+      await consumer.stop();
+    }
+  });
+
   it("routes a share of eagle requests to the canary and says so in the trace", async () => {
     await publishHead(
       "canary-1",

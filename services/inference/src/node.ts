@@ -21,6 +21,7 @@ import {
   type Drafter,
   type DrafterKind,
   DraftModelDrafter,
+  HybridDrafter,
   parseBudgetPolicyOptions,
   policyBudget,
   SpeculativeDecoder,
@@ -66,6 +67,8 @@ export class InferenceNode {
   private fleet: FleetLink | undefined;
   /** The learned drafter, routing live and canary; offered to requests once a live head is loaded. */
   readonly eagle: RoutedEagleDrafter;
+  /** Suffix where its match is strong, the learned head elsewhere; offered with the eagle drafter. */
+  readonly hybrid: HybridDrafter;
   /** Draws which requests' traces carry hidden features (the share, not the exact requests, matters). */
   private readonly featureRng = new Rng(0x9e3779b9);
   /** Domain tags, bounded before they key the acceptance book, the heartbeat and traces. */
@@ -89,6 +92,7 @@ export class InferenceNode {
       depth: Math.max(1, config.speculation.maxDraftTokens),
       blockSize: kv.blockSize,
     });
+    this.hybrid = new HybridDrafter(suffix, this.eagle);
     this.identity = { nodeId: config.node.id, modelId, startedAt: Date.now() };
     this.metrics = nodeMetrics(options.registry, {
       queueDepth: () => this.scheduler.queueDepth,

@@ -188,7 +188,9 @@ function requestedDrafterOf(req: GenerateRequest, limits: RequestLimits): Drafte
   if (resolved !== "auto" && resolved !== "none" && !limits.availableDrafters().has(resolved)) {
     throw new FailedPreconditionError(
       `speculation.drafter: ${resolved} is not available on this node` +
-        (resolved === "eagle" ? " (no speculator weights are loaded for its model)" : " (not configured)"),
+        (resolved === "eagle" || resolved === "hybrid"
+          ? " (no speculator weights are loaded for its model)"
+          : " (not configured)"),
     );
   }
   return resolved;
@@ -257,7 +259,7 @@ export function resolveRequest(
     stopStrings: Object.freeze(stops.strings),
     requestedDrafter,
     drafter,
-    speculatorRole: drafter === "eagle" ? policy.routeSpeculator(seqId) : "live",
+    speculatorRole: drafter === "eagle" || drafter === "hybrid" ? policy.routeSpeculator(seqId) : "live",
     maxDraftTokens: Math.min(req.speculation?.maxDraftTokens ?? 0, limits.maxDraftTokens),
     domain,
     sharePrefixWith,

@@ -1,9 +1,9 @@
 // The one mapping between the wire's Drafter enum and the drafter names the code, the CLI and configs use
-// ("none", "suffix", "eagle", "draft-model", "auto"). Hand-written beside the generated code: it is part of
+// ("none", "suffix", "eagle", "draft-model", "hybrid", "auto"). Hand-written beside the generated code: it is part of
 // the contract's TypeScript face, and both the node and the CLI need it.
 import { Drafter } from "./gen/specloop/v1/common.js";
 
-export const DRAFTER_NAMES = ["none", "suffix", "eagle", "draft-model"] as const;
+export const DRAFTER_NAMES = ["none", "suffix", "eagle", "draft-model", "hybrid"] as const;
 export type DrafterName = (typeof DRAFTER_NAMES)[number];
 
 const TO_PROTO: Record<DrafterName | "auto", Drafter> = {
@@ -12,6 +12,7 @@ const TO_PROTO: Record<DrafterName | "auto", Drafter> = {
   suffix: Drafter.DRAFTER_SUFFIX,
   eagle: Drafter.DRAFTER_EAGLE,
   "draft-model": Drafter.DRAFTER_DRAFT_MODEL,
+  hybrid: Drafter.DRAFTER_HYBRID,
 };
 
 /** The wire value of a drafter name. */

@@ -490,8 +490,10 @@ export class SpeculativeDecoder {
     }
     return {
       outputOffset,
-      drafter: p.seq.drafter,
-      speculatorVersion: p.drafter?.versionFor?.(p.seq.id) ?? p.drafter?.version ?? "",
+      // A composite drafter (hybrid) names the drafter that made this step's proposal, and its version.
+      drafter: p.proposal.source ?? p.seq.drafter,
+      speculatorVersion:
+        p.proposal.sourceVersion ?? p.drafter?.versionFor?.(p.seq.id) ?? p.drafter?.version ?? "",
       proposal: p.proposal,
       accepted: verdict.accepted,
       bonus: verdict.bonus,

@@ -1,11 +1,11 @@
 // The contract between the speculative decoding loop (decoder.ts) and the drafters that feed it: suffix
-// (day 0, no training), eagle (the learned head), draft-model (a small model on the same tokenizer) and
-// none. A drafter proposes a token tree per sequence; the target verifies it in one pass; the drafter is
+// (day 0, no training), eagle (the learned head), draft-model (a small model on the same tokenizer),
+// hybrid (suffix where its match is strong, eagle elsewhere) and none. A drafter proposes a token tree per sequence; the target verifies it in one pass; the drafter is
 // then told what was committed. Drafters never decide what is generated: verification keeps the output
 // exactly the target's (greedy) or exactly distributed as the target's (sampling), whatever they propose.
 import type { Rng, SamplingParams } from "@specloop/engine";
 
-export const DRAFTER_KINDS = ["none", "suffix", "eagle", "draft-model"] as const;
+export const DRAFTER_KINDS = ["none", "suffix", "eagle", "draft-model", "hybrid"] as const;
 export type DrafterKind = (typeof DRAFTER_KINDS)[number];
 
 export function isDrafterKind(s: string): s is DrafterKind {
@@ -28,6 +28,10 @@ export interface Proposal {
    * mass on tokens[i] (a deterministic proposal: a suffix match, a top-k branch, a greedy draft).
    */
   draftDists?: readonly (Float32Array | undefined)[];
+  /** The drafter that made it, where a composite drafter chose one (hybrid); traces record it per step. */
+  source?: DrafterKind;
+  /** That drafter's speculator version ("" for one without versions), with `source`. */
+  sourceVersion?: string;
 }
 
 export const EMPTY_PROPOSAL: Proposal = Object.freeze({

@@ -48,6 +48,7 @@ export {
   type SpeculativeStats,
   speculativeGenerate,
 } from "./generate.js";
+export { defaultHybridDrafterOptions, HybridDrafter, type HybridDrafterOptions } from "./hybrid-drafter.js";
 export {
   type CapturedFeatures,
   DecodeSequence,

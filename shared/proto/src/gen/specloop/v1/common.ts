@@ -24,6 +24,8 @@ export enum Drafter {
   DRAFTER_EAGLE = "DRAFTER_EAGLE",
   /** DRAFTER_DRAFT_MODEL - A separate small model on the same tokenizer. */
   DRAFTER_DRAFT_MODEL = "DRAFTER_DRAFT_MODEL",
+  /** DRAFTER_HYBRID - The suffix tree's proposal where its match is strong, the learned head's elsewhere, per step. */
+  DRAFTER_HYBRID = "DRAFTER_HYBRID",
   UNRECOGNIZED = "UNRECOGNIZED",
 }
 
@@ -47,6 +49,9 @@ export function drafterFromJSON(object: any): Drafter {
     case 5:
     case "DRAFTER_DRAFT_MODEL":
       return Drafter.DRAFTER_DRAFT_MODEL;
+    case 6:
+    case "DRAFTER_HYBRID":
+      return Drafter.DRAFTER_HYBRID;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -68,6 +73,8 @@ export function drafterToJSON(object: Drafter): string {
       return "DRAFTER_EAGLE";
     case Drafter.DRAFTER_DRAFT_MODEL:
       return "DRAFTER_DRAFT_MODEL";
+    case Drafter.DRAFTER_HYBRID:
+      return "DRAFTER_HYBRID";
     case Drafter.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -88,6 +95,8 @@ export function drafterToNumber(object: Drafter): number {
       return 4;
     case Drafter.DRAFTER_DRAFT_MODEL:
       return 5;
+    case Drafter.DRAFTER_HYBRID:
+      return 6;
     case Drafter.UNRECOGNIZED:
     default:
       return -1;

@@ -1,0 +1,144 @@
+// The `hybrid` drafter: the suffix tree's proposal where its match is strong, the learned drafter's (the
+// eagle head on a node; any drafter can take that place) elsewhere, chosen per sequence and per step (ArcticInference pairs suffix decoding with a
+// learned drafter the same way: 217 tok/s on HumanEval against 148 suffix-only and 112 EAGLE-only).
+//
+// The choice: suffix drafting is nearly free (a tree walk on the host) while every eagle draft costs head
+// passes, so the suffix proposal is taken whenever it expects at least as many accepted tokens as the learned
+// drafter has been getting on this sequence: its score (the sum of its nodes' path probabilities under the
+// tree's counts: expected accepted tokens) against the learned drafter's running mean of accepted tokens per
+// step here (starting at `learnedPrior`), and never below `minSuffixScore`. The learned drafter runs only for
+// the sequences the suffix tree cannot serve well, in one batched call.
+//
+// Both drafters see every committed token (observe), whichever proposed: the suffix drafter keeps its
+// request tree current and the learned one its state (the eagle head: its KV and feature rows), so either can take the next step.
+// Proposals carry their maker in `source`, so traces record which drafter drafted each step.
+import type { Drafter, DraftRequest, Proposal, SequenceView, TargetFeatures } from "./drafter.js";
+import type { SuffixDrafter } from "./suffix/suffix-drafter.js";
+
+export interface HybridDrafterOptions {
+  /** The suffix proposal is never taken below this score (expected accepted tokens). Default 1. */
+  minSuffixScore: number;
+  /** The learned drafter's accepted tokens per step assumed before it has drafted for a sequence. Default 1. */
+  learnedPrior: number;
+  /** Weight of the newest step in the learned drafter's running mean per sequence. Default 0.3. */
+  alpha: number;
+}
+
+export function defaultHybridDrafterOptions(): HybridDrafterOptions {
+  return { minSuffixScore: 1, learnedPrior: 1, alpha: 0.3 };
+}
+
+interface SeqState {
+  /** The learned drafter's running mean of accepted tokens per step on this sequence. */
+  learnedAccepted: number;
+  /** The last proposal: who made it, its size, and the committed length when it was made. */
+  last?: { source: "suffix" | "learned"; nodes: number; committed: number };
+}
+
+export class HybridDrafter implements Drafter {
+  readonly kind = "hybrid" as const;
+  readonly options: HybridDrafterOptions;
+  readonly #seqs = new Map<string, SeqState>();
+  #suffixSteps = 0;
+  #learnedSteps = 0;
+
+  constructor(
+    private readonly suffix: SuffixDrafter,
+    private readonly learned: Drafter,
+    options: Partial<HybridDrafterOptions> = {},
+  ) {
+    this.options = { ...defaultHybridDrafterOptions(), ...options };
+    const o = this.options;
+    if (!(o.minSuffixScore >= 0 && Number.isFinite(o.minSuffixScore)))
+      throw new RangeError(
+        `hybrid drafter: minSuffixScore must be a finite number >= 0, got ${o.minSuffixScore}`,
+      );
+    if (!(o.learnedPrior >= 0 && Number.isFinite(o.learnedPrior)))
+      throw new RangeError(
+        `hybrid drafter: learnedPrior must be a finite number >= 0, got ${o.learnedPrior}`,
+      );
+    if (!(o.alpha > 0 && o.alpha <= 1))
+      throw new RangeError(`hybrid drafter: alpha must be in (0, 1], got ${o.alpha}`);
+  }
+
+  get version(): string {
+    return this.learned.version;
+  }
+
+  versionFor(seqId: string): string {
+    return this.learned.versionFor?.(seqId) ?? this.learned.version;
+  }
+
+  get featureLayers(): readonly number[] {
+    return this.learned.featureLayers;
+  }
+
+  /** Steps drafted by each side so far (metrics, benchmarks). */
+  get counts(): { suffix: number; learned: number } {
+    return { suffix: this.#suffixSteps, learned: this.#learnedSteps };
+  }
+
+  async propose(requests: readonly DraftRequest[]): Promise<Proposal[]> {
+    const out: Proposal[] = new Array(requests.length);
+    const toLearned: number[] = [];
+    requests.forEach((r, i) => {
+      const state = this.#state(r.seq.id);
+      const fromSuffix = this.suffix.proposeOne(r.seq, r.budget);
+      const score = this.suffix.lastMatch(r.seq.id)?.score ?? 0;
+      if (
+        fromSuffix.tokens.length > 0 &&
+        score >= Math.max(this.options.minSuffixScore, state.learnedAccepted)
+      ) {
+        out[i] = { ...fromSuffix, source: "suffix", sourceVersion: "" };
+        state.last = { source: "suffix", nodes: fromSuffix.tokens.length, committed: r.seq.tokens.length };
+        this.#suffixSteps++;
+      } else {
+        toLearned.push(i);
+      }
+    });
+    if (toLearned.length > 0) {
+      const got = await this.learned.propose(toLearned.map((i) => requests[i] as DraftRequest));
+      toLearned.forEach((i, j) => {
+        const p = got[j] as Proposal;
+        const r = requests[i] as DraftRequest;
+        out[i] = { ...p, source: this.learned.kind, sourceVersion: this.versionFor(r.seq.id) };
+        this.#state(r.seq.id).last =
+          p.tokens.length > 0
+            ? { source: "learned", nodes: p.tokens.length, committed: r.seq.tokens.length }
+            : undefined;
+        if (p.tokens.length > 0) this.#learnedSteps++;
+      });
+    }
+    return out;
+  }
+
+  observe(seq: SequenceView, features?: TargetFeatures): void {
+    const state = this.#seqs.get(seq.id);
+    const last = state?.last;
+    if (state !== undefined && last !== undefined && seq.tokens.length > last.committed) {
+      // One step committed the accepted drafts plus the target's own token.
+      if (last.source === "learned") {
+        const accepted = Math.min(last.nodes, seq.tokens.length - last.committed - 1);
+        state.learnedAccepted += this.options.alpha * (accepted - state.learnedAccepted);
+      }
+      state.last = undefined;
+    }
+    this.suffix.observe(seq);
+    this.learned.observe(seq, features);
+  }
+
+  release(seqId: string): void {
+    this.#seqs.delete(seqId);
+    this.suffix.release(seqId);
+    this.learned.release(seqId);
+  }
+
+  #state(seqId: string): SeqState {
+    let s = this.#seqs.get(seqId);
+    if (s === undefined) {
+      s = { learnedAccepted: this.options.learnedPrior };
+      this.#seqs.set(seqId, s);
+    }
+    return s;
+  }
+}
