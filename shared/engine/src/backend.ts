@@ -236,5 +236,10 @@ export interface Backend {
 
   /** Frees an activation's memory early (optional for garbage-collected backends). */
   release(x: Activation): void;
+  /**
+   * Frees a weight's memory (a swapped-out speculator head's); the weight must not be used after. Absent
+   * where the garbage collector frees weights (reference).
+   */
+  releaseWeight?(w: Weight): void;
   destroy(): void;
 }

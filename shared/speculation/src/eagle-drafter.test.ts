@@ -265,3 +265,27 @@ test("eagle drafter - through the decoder, greedy output equals plain decoding f
   const plain = await generate(model, requests);
   for (const [i, o] of outputs.entries()) assert.deepEqual(o.tokens, plain.outputs[i]!.tokens, `prompt ${i}`);
 });
+
+test("eagle drafter - a node swapping heads all day holds two, not one per version: swapped-out heads are freed", async () => {
+  const drafter = new EagleDrafter(head(40), { mode: "chain", depth: 2, numBlocks: 16, blockSize: 8 });
+  const seq = new ManualSequence("swaps", PROMPT, drafter);
+  await seq.prefill();
+  const swapIn = async (seed: number) => {
+    drafter.swap(head(seed));
+    const [p] = await drafter.propose([{ seq, budget: 2, rng: new Rng(seed) }]);
+    assert.equal(drafter.version, `random-${seed}`);
+    assert.ok(p!.tokens.length > 0);
+  };
+  await swapIn(41);
+  const settled = be.wasmLiveBytes;
+  for (let seed = 42; seed < 50; seed++) await swapIn(seed);
+  // A head swapped in and replaced before any step drafted with it is freed too.
+  drafter.swap(head(50));
+  await swapIn(51);
+  const headBytes = randomEagleWeights(loaded.config, { seed: 0 }).byteLength;
+  assert.ok(
+    be.wasmLiveBytes - settled < headBytes,
+    `live bytes grew by ${be.wasmLiveBytes - settled} over 10 swaps (one head is ${headBytes})`,
+  );
+  drafter.release("swaps");
+});

@@ -13,6 +13,7 @@
 //     worth of nodes of highest path probability (EAGLE-2); deterministic, so point masses.
 // Draft rows are written to the head's KV past the committed rows and dropped when propose returns.
 //
+// The drafter owns the heads it is given: a head swapped out is released (its weights freed on the backend).
 // Memory per sequence is bounded: the last `featureWindow` committed feature rows (so a swapped-in head can
 // re-prime), and the head's KV (one layer). When the head's KV pool is short, a sequence's head context is
 // cut to the feature window (RoPE is relative, so the head's positions count from the window's start).
@@ -126,6 +127,8 @@ export class EagleDrafter implements Drafter {
   swap(head: EagleHead): void {
     if (head.backend !== this.head.backend)
       throw new RangeError("eagle drafter: swap to a head on another backend");
+    // A head swapped in and out again before any step drafted with it is freed at once.
+    if (this.next !== undefined && this.next !== head && this.next !== this.head) this.next.release();
     this.next = head;
   }
 
@@ -202,6 +205,9 @@ export class EagleDrafter implements Drafter {
     const oldLayers = this.featureLayers;
     const oldSpec = this.kv.spec;
     this.next = undefined;
+    // Every sequence re-primes on the new head below: nothing drafts with the old one again. Its weights go,
+    // so a node swapping a version every minute holds two heads, not one per version it ever served.
+    if (this.head !== head) this.head.release();
     this.head = head;
     const spec: KvCacheSpec = head.kvSpec(this.numBlocks, this.blockSize);
     if (spec.numKvHeads !== oldSpec.numKvHeads || spec.headDim !== oldSpec.headDim) {

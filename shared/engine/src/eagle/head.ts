@@ -83,6 +83,7 @@ function columns(t: HostTensor, from: number, width: number): HostTensor {
 export class EagleHead {
   readonly rope: RopeSpec;
   private readonly ctx: LayerContext;
+  private released = false;
 
   private constructor(
     readonly backend: HostRowsBackend,
@@ -154,6 +155,18 @@ export class EagleHead {
       sha256,
       weights,
     );
+  }
+
+  /**
+   * Frees the head's own weights on the backend (not the target's embedding and LM head, which it reads in
+   * place). For a head swapped out that no sequence drafts with any more; it must not be used after.
+   */
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    const w = this.weights;
+    const own = [w.fuse, w.fcFeature, w.fcEmbed, ...Object.values(w.layer), w.norm, w.draftMask];
+    for (const x of own) if (x !== undefined) this.backend.releaseWeight?.(x);
   }
 
   /** Width of one feature row: the feature layers' outputs side by side. */

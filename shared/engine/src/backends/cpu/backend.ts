@@ -147,6 +147,13 @@ export class CpuBackend implements Backend {
     return new CpuWeight(name, [...tensor.shape], tensor.dtype, ptr);
   }
 
+  releaseWeight(w: Weight): void {
+    if (!(w instanceof CpuWeight || w instanceof CpuVector)) {
+      throw new TypeError(`cpu backend: ${w.name} is not a weight of this backend`);
+    }
+    this.heap.release(w.ptr);
+  }
+
   fromHost(rows: number, cols: number, values: ArrayLike<number>): Activation {
     if (values.length !== rows * cols)
       throw new RangeError(`fromHost: ${values.length} values for [${rows}, ${cols}]`);
