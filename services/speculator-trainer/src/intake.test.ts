@@ -74,3 +74,28 @@ test("intake - a forged trace is terminated and counted as rejected, the next on
   );
   assert.equal(state("model-a")?.tracesRejected, (before?.tracesRejected ?? 0) + 2);
 });
+
+test("intake - a trace delivered again (its consumer lost and made anew) is acked, not counted or trained twice", async () => {
+  const intake = { ...defaultIntakeConfig(), consumerInactiveMs: 60_000 };
+  const trained: string[] = [];
+  const onTrace = (t: Trace) => trained.push(t.requestId);
+  let running = await startTraceIntake(trainer, store.db, "model-c", testLogger, intake, onTrace);
+  for (let i = 0; i < 4; i++) await publishTrace(node.js, sampleTrace(`c-${i}`, "model-c"));
+  await waitFor("the first four traces", () => state("model-c")?.tracesConsumed === 4);
+  await running.stop();
+  // The durable consumer is gone (an operator, or the server's inactivity threshold): the one made anew
+  // delivers the model's whole stream again, stream sequences unchanged.
+  const admin = await secured.open("admin");
+  try {
+    await admin.jsm.consumers.delete(TRACE_STREAM, trainerTracesConsumer("model-c"));
+  } finally {
+    await admin.close();
+  }
+  running = await startTraceIntake(trainer, store.db, "model-c", testLogger, intake, onTrace);
+  intakes.push(running);
+  await publishTrace(node.js, sampleTrace("c-4", "model-c"));
+  // Deliveries come in stream order: once c-4 is in, the four delivered again have been handled.
+  await waitFor("the fifth trace", () => trained.includes("c-4"));
+  assert.deepEqual(trained, ["c-0", "c-1", "c-2", "c-3", "c-4"], "each trace trained on once");
+  assert.equal(state("model-c")?.tracesConsumed, 5, "each trace counted once");
+});

@@ -7,6 +7,9 @@
 // last_trace_seq), joined with the rest of its request when the node published it in chunks
 // (TraceAssembler), handed whole to the training loop (`onTrace`: the replay buffer and the gate), and then
 // acknowledged: a trace is acked once it is in the buffer.
+// Exactly once: JetStream delivers a trace again when its ack is lost (a NATS restart, an ack timeout). The
+// intake records each stream sequence it takes (consumed_traces, in the same transaction as the counters)
+// and acks a second delivery of one without counting or training on it again.
 import {
   type Bus,
   consumeTraces,
@@ -17,9 +20,15 @@ import {
 } from "@specloop/bus";
 import type { Trace } from "@specloop/proto";
 import type { Logger } from "@specloop/runtime";
-import { eq, sql } from "drizzle-orm";
+import { and, eq, lt, sql } from "drizzle-orm";
 import { DEFAULT_TRAINING_CONFIG, type TrainerConfig, trainerConfigSchema } from "./config.js";
-import { type TrainerDb, trainerState } from "./db/index.js";
+import { consumedTraces, type TrainerDb, trainerState } from "./db/index.js";
+
+/**
+ * Stream sequences remembered behind the newest, for telling a redelivery from a new trace: far more than
+ * the consumer's unacknowledged deliveries can ever span.
+ */
+export const CONSUMED_SEQ_WINDOW = 100_000;
 
 /** Makes sure the model has a state row (default config) so counters can be incremented in place. */
 export function ensureTrainerState(db: TrainerDb, modelId: string): void {
@@ -55,16 +64,39 @@ export async function startTraceIntake(
     inactiveThresholdMs: intake.consumerInactiveMs,
     logger,
     handler: (trace, delivery) => {
+      const fresh = db.transaction((tx) => {
+        const taken = tx
+          .insert(consumedTraces)
+          .values({ modelId, streamSeq: delivery.seq })
+          .onConflictDoNothing()
+          .run();
+        if (taken.changes === 0) return false;
+        tx.update(trainerState)
+          .set({
+            tracesConsumed: sql`${trainerState.tracesConsumed} + 1`,
+            lastTraceSeq: sql`max(${trainerState.lastTraceSeq}, ${delivery.seq})`,
+            updatedAt: new Date(),
+          })
+          .where(byModel)
+          .run();
+        if (delivery.seq % 1000 === 0) {
+          tx.delete(consumedTraces)
+            .where(
+              and(
+                eq(consumedTraces.modelId, modelId),
+                lt(consumedTraces.streamSeq, delivery.seq - CONSUMED_SEQ_WINDOW),
+              ),
+            )
+            .run();
+        }
+        return true;
+      });
+      if (!fresh) {
+        logger.debug({ seq: delivery.seq }, "intake: a trace delivered again; acked, not counted twice");
+        return "ack";
+      }
       const whole = assembler.add(trace);
       if (whole !== undefined) onTrace?.(whole);
-      db.update(trainerState)
-        .set({
-          tracesConsumed: sql`${trainerState.tracesConsumed} + 1`,
-          lastTraceSeq: sql`max(${trainerState.lastTraceSeq}, ${delivery.seq})`,
-          updatedAt: new Date(),
-        })
-        .where(byModel)
-        .run();
       return "ack";
     },
     onPoison: (delivery, err) => {

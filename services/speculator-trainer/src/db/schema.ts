@@ -11,6 +11,7 @@ import {
   check,
   index,
   integer,
+  primaryKey,
   real,
   sqliteTable,
   text,
@@ -138,6 +139,20 @@ export const trainerState = sqliteTable(
       sql`last_trace_seq >= 0 and traces_consumed >= 0 and traces_rejected >= 0`,
     ),
   ],
+);
+
+/**
+ * The trace stream sequences the intake has taken, per model: a trace JetStream delivers again (its ack
+ * was lost to a NATS restart or a timeout) is acked and skipped, so each trace counts and trains once. Only
+ * a recent window is kept (intake.ts prunes it): a redelivery is never that far behind.
+ */
+export const consumedTraces = sqliteTable(
+  "consumed_traces",
+  {
+    modelId: text("model_id").notNull(),
+    streamSeq: integer("stream_seq").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.modelId, t.streamSeq] })],
 );
 
 export type SpeculatorVersionRow = typeof speculatorVersions.$inferSelect;
