@@ -7,6 +7,7 @@ import { remoteGenerate } from "./commands/generate.js";
 import { checkHealth } from "./commands/health.js";
 import { addModelCommands } from "./commands/model.js";
 import { parseTokenList } from "./commands/model-common.js";
+import { addSolveCommand } from "./commands/solve.js";
 import { addStatusCommand } from "./commands/status.js";
 import { addTracesCommands } from "./commands/traces.js";
 import { addTrainerCommands } from "./commands/trainer.js";
@@ -126,6 +127,7 @@ export function buildProgram(io: Io): Command {
       ),
     );
 
+  addSolveCommand(program, io);
   addModelCommands(program, io);
   addVerdictsCommands(program, io);
   return program;
