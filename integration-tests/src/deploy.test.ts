@@ -766,6 +766,8 @@ function credentialsBlock(): string {
 
 /** Runs the block with kubectl in client dry-run; returns the objects its kubectl lines would create. */
 function runCredentialsBlock(home: string): K8sObject[] {
+  // The block runs scripts/bus-credentials.mjs, which imports @specloop/bus's build.
+  assert.ok(existsSync(join(root, "shared", "bus", "dist", "index.js")), "run `npm run build` first");
   const out = join(home, "kubectl-out.yaml");
   const shim = `kubectl() { command kubectl "$@" --dry-run=client -o yaml >> "$KUBECTL_OUT"; echo --- >> "$KUBECTL_OUT"; }`;
   const run = spawnSync("bash", ["-c", `set -euo pipefail\n${shim}\n${credentialsBlock()}`], {
