@@ -328,8 +328,9 @@ export function resultText(t: Tournament): string {
   const rows = t.ranking.map((index, rank) => [rank + 1, index, fixed(t.scores[index], 3)]);
   const chosen = t.ranking[0] as number;
   return [
+    // A done tournament's budget is the judge calls it made (fewer than asked once every pair is judged).
     `tournament ${t.tournamentId}: ${judgeName(t.judge)} judge, ${t.realVerdicts} of ${t.budget} judge calls ` +
-      `budgeted gave verdicts, seed ${t.seed}, model ${t.modelId || "-"}`,
+      `gave verdicts, seed ${t.seed}, model ${t.modelId || "-"}`,
     renderTable(["rank", "candidate", "score"], rows),
     `chosen: candidate ${chosen}`,
     indent(t.candidates[chosen] ?? ""),
