@@ -1,7 +1,8 @@
 // Decode speed of the webgpu backend on one model directory, against the memory roofline:
 //   node --conditions=source --import tsx bench/gpu-decode.ts --model DIR [--batch 1,16] [--prompt 32]
 //        [--new 128] [--runs 2] [--warmup-new 16] [--budget-s 60] [--breakdown-steps 32] [--submit-every N]
-//        [--host-ids] [--dawn OPTION,...] [--few-rows auto|matvec|skinny] [--profile] [--out FILE]
+//        [--host-ids] [--dawn OPTION,...] [--few-rows auto|matvec|skinny] [--skinny-splits auto|N]
+//        [--no-fused-argmax] [--profile] [--out FILE]
 // On the GPU machine it runs as an esbuild bundle (bench/gpu-run.sh). DIR is a Hugging Face directory; a
 // tokenizer is not needed (config.json + *.safetensors is enough).
 //
@@ -57,12 +58,20 @@ for (let i = argv.indexOf("--dawn"); i >= 0; i = argv.indexOf("--dawn")) {
   dawnOptions.push(v);
   argv.splice(i, 2);
 }
-const args = parseArgs(argv, new Set(["profile", "host-ids"]));
+const args = parseArgs(argv, new Set(["profile", "host-ids", "no-fused-argmax"]));
+// --no-fused-argmax: the two-pass argmax after the LM head (WebGpuBackendOptions.fuseArgmax false).
+const fuseArgmax = !args.has("no-fused-argmax");
 // --few-rows auto|matvec|skinny: which program products of 2-16 rows take (WebGpuBackendOptions.fewRows).
 const fewRowsArg = args.get("few-rows") ?? "auto";
 if (fewRowsArg !== "auto" && fewRowsArg !== "matvec" && fewRowsArg !== "skinny")
   throw new RangeError(`--few-rows ${fewRowsArg}: expected auto, matvec or skinny`);
 const fewRows: "auto" | "matvec" | "skinny" = fewRowsArg;
+// --skinny-splits auto|N: splits of k for skinny products (WebGpuBackendOptions.skinnySplits; 0: none, the
+// engine before split-k).
+const splitsArg = args.get("skinny-splits") ?? "auto";
+if (splitsArg !== "auto" && !/^\d+$/.test(splitsArg))
+  throw new RangeError(`--skinny-splits ${splitsArg}: expected auto or a non-negative integer`);
+const skinnySplits: "auto" | number = splitsArg === "auto" ? "auto" : Number(splitsArg);
 const hostIds = args.get("host-ids") === "true";
 const modelDir = args.get("model");
 if (modelDir === undefined) throw new RangeError("--model DIR is required");
@@ -176,7 +185,7 @@ async function profileRun(source: Parameters<typeof Model.load>[1], batch: numbe
     label: "gpu-decode profile",
     dawnOptions: [...dawnOptions, "disable-dawn-features=timestamp_quantization"],
   });
-  const pbe = createWebGpuBackend(dev, { profile: true, submitEvery, fewRows });
+  const pbe = createWebGpuBackend(dev, { profile: true, submitEvery, fewRows, skinnySplits, fuseArgmax });
   try {
     const model = Model.load(decodingBackend(pbe), source);
     await breakdown(pbe, model, batch, 4);
@@ -216,6 +225,8 @@ if (submitArg !== undefined && !/^\d+$/.test(submitArg))
   throw new RangeError(`--submit-every ${submitArg}: expected a non-negative integer`);
 const be = createWebGpuBackend(device, {
   fewRows,
+  skinnySplits,
+  fuseArgmax,
   ...(submitArg === undefined ? {} : { submitEvery: Number(submitArg) }),
 });
 const submitEvery = be.submitEvery;
@@ -319,6 +330,8 @@ try {
       submit_every: submitEvery,
       ids_on_device: !hostIds,
       few_rows: fewRows,
+      skinny_splits: skinnySplits,
+      fused_argmax: fuseArgmax,
       dawn_options: dawnOptions,
       read_seconds: round(readSeconds, 2),
       upload_seconds: round(uploadSeconds, 2),

@@ -18,7 +18,11 @@
 # BENCH_8B=1 adds random Llama-3.1-8B-shaped weights at batch 1 (made on the device, about 16 GB);
 # BENCH_FEW_ROWS="matvec skinny" adds a run per program for all products of 2-16 rows (gpu-decode --few-rows);
 # BENCH_MATVEC=1 adds the few-row product microbenchmark (gpu-matvec --shapes all; BENCH_MATVEC_SHAPES=default:
-# only the layouts matmul.ts picks).
+# only the layouts matmul.ts picks). BENCH_OFF="splits argmax all" adds a run of the 0.6B shape per word with
+# that change of round 5 off: the skinny program never split over k (--skinny-splits 0), the two-pass argmax
+# (--no-fused-argmax), or both; with BENCH_BEFORE and BENCH_SPEC the earlier engine's
+# spec-decode (.gpu/before/spec-decode.mjs) runs too. BENCH_LLAMA_CPP=1 builds llama.cpp's CUDA backend from
+# .gpu/llama-src.tar.xz and runs it on the same 0.6B-shaped weights (bench/gpu-llama-cpp.sh).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,7 +31,8 @@ if [ "${1:-}" = "--bundle" ]; then
   # loads gRPC, which reads files at import time that a bundle does not carry). The banner gives the ES module bundle a
   # `require` for the CommonJS dependencies esbuild inlines.
   for src in bench/gpu-decode.ts bench/gpu-parity.ts bench/spec-decode.ts bench/gpu-matvec.ts \
-    shared/engine/src/backends/conformance.test.ts; do
+    shared/engine/src/backends/conformance.test.ts shared/engine/src/backends/webgpu/skinny-split.test.ts \
+    shared/engine/src/backends/webgpu/argmax-fused.test.ts; do
     name=$(basename "$src" .ts)
     npx esbuild "$src" --bundle --platform=node --format=esm --target=node20 \
       --conditions=source --external:webgpu \
@@ -130,6 +135,10 @@ if [ -n "${BENCH_CONFORMANCE:-}" ]; then # every conformance case of the webgpu 
   export SPECLOOP_CONFORMANCE_BACKENDS=webgpu,webgpu-skinny,webgpu-nosubgroups
   step 150 "conformance: webgpu rows" \
     sh -c 'node .gpu/app/conformance.test.mjs > "$0/conformance.tap" 2>&1; s=$?; grep -E "^# (tests|pass|fail)|^    not ok" "$0/conformance.tap"; exit $s' "$RES"
+  for t in skinny-split argmax-fused; do
+    step 60 "$t test" \
+      sh -c 'node ".gpu/app/$1.test.mjs" > "$0/$1.tap" 2>&1; s=$?; grep -E "^# (tests|pass|fail)|not ok" "$0/$1.tap"; exit $s' "$RES" "$t"
+  done
 fi
 step 60 "webgpu parity with transformers, every checkpoint" \
   node .gpu/app/gpu-parity.mjs --out "$RES/gpu-parity.json"
@@ -144,6 +153,18 @@ if [ -n "${BENCH_BEFORE:-}" ]; then # the earlier engine on the same card and we
   step 170 "engine webgpu (before): qwen3-0.6b-shape" \
     node .gpu/before/gpu-decode.mjs --model "$QWEN" --new "$NEW" --budget-s 60 --out "$RES/gpu-qwen3-0.6b-shape-before.json"
 fi
+for off in ${BENCH_OFF:-}; do # this round's changes off, one at a time or all
+  case $off in
+    splits) flags="--skinny-splits 0" ;;
+    argmax) flags="--no-fused-argmax" ;;
+    all) flags="--skinny-splits 0 --no-fused-argmax" ;;
+    *) echo "BENCH_OFF: unknown $off"; continue ;;
+  esac
+  # shellcheck disable=SC2086
+  step 170 "engine webgpu: qwen3-0.6b-shape, $off off" \
+    node .gpu/app/gpu-decode.mjs --model "$QWEN" --new "$NEW" --budget-s 60 $flags \
+    --out "$RES/gpu-qwen3-0.6b-shape-off-$off.json"
+done
 if [ -n "${BENCH_HOST_IDS:-}" ]; then # every step's ids read before the next step is recorded
   step 170 "engine webgpu: qwen3-0.6b-shape, host ids" \
     node .gpu/app/gpu-decode.mjs --model "$QWEN" --new "$NEW" --budget-s 60 --host-ids \
@@ -188,6 +209,11 @@ if [ -n "${BENCH_SPEC:-}" ]; then # speculative decoding (suffix, draft model, o
   step 300 "speculative decoding on webgpu: tiny-code, batch 1 and 16" \
     node .gpu/app/spec-decode.mjs --backend webgpu --batch 1,16 --runs 2 --min-prob 0.5 --measure 32 \
     --out "$RES/spec-decode-webgpu.json"
+  if [ -n "${BENCH_BEFORE:-}" ] && [ -f .gpu/before/spec-decode.mjs ]; then
+    step 300 "speculative decoding on webgpu (before): tiny-code, batch 1 and 16" \
+      node .gpu/before/spec-decode.mjs --backend webgpu --batch 1,16 --runs 2 --min-prob 0.5 --measure 32 \
+      --out "$RES/spec-decode-webgpu-before.json"
+  fi
 fi
 if [ -n "${BENCH_ENGINE_ONLY:-}" ]; then # transformers' side unchanged since its last recording
   echo "=== done $(date -u +%T)"

@@ -88,6 +88,16 @@ export interface WebGpuBackendOptions {
    * conformance test runs both.
    */
   fewRows?: "auto" | "matvec" | "skinny";
+  /**
+   * Splits of k for the skinny program (Recorder.skinnySplits; default "auto": products with few outputs are
+   * split over more workgroups, then reduced by a second dispatch). 0: never; N: N for every product.
+   */
+  skinnySplits?: "auto" | number;
+  /**
+   * One-row products of a vocabulary's width also write each workgroup's best logit, so that an argmax of
+   * them is one small dispatch (default true; false: the two-pass argmax, for before/after benchmarks).
+   */
+  fuseArgmax?: boolean;
 }
 
 /**
@@ -139,6 +149,8 @@ export class WebGpuBackend implements Backend {
     this.rec = new Recorder(gpu.device, options.subgroups === false ? 0 : gpu.subgroupSize);
     this.rec.submitEvery = Math.max(0, Math.floor(options.submitEvery ?? DEFAULT_SUBMIT_EVERY));
     this.rec.fewRows = options.fewRows ?? "auto";
+    this.rec.skinnySplits = options.skinnySplits ?? "auto";
+    this.rec.fuseArgmax = options.fuseArgmax ?? true;
     if (options.profile) {
       if (!gpu.features.has("timestamp-query"))
         throw new RangeError("webgpu backend: profiling needs the timestamp-query feature");
@@ -406,6 +418,11 @@ export class WebGpuBackend implements Backend {
     // already recorded have run (see recorder.ts).
     if (this.rec.pool.usageOf(buffer) & this.copyDst) this.rec.releaseAfterSubmit(buffer);
     else this.rec.pool.release(buffer);
+    if (a.argmaxParts) {
+      this.rec.pool.release(a.argmaxParts.values);
+      this.rec.pool.release(a.argmaxParts.indices);
+      a.argmaxParts = null;
+    }
   }
 
   /** Submits what is recorded without reading (benchmarks; a read does this itself). */

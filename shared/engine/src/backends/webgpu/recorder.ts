@@ -110,6 +110,13 @@ export class Recorder {
    * the matrix-vector program for narrow ones), or one of them for all (benchmarks comparing them).
    */
   fewRows: "auto" | "matvec" | "skinny" = "auto";
+  /**
+   * Splits of k for skinny products (ops/matmul.ts's skinnySplits): "auto" by the workgroups a product has,
+   * 0 never, N > 0 that many for every product that can take them (tests and benchmarks).
+   */
+  skinnySplits: "auto" | number = "auto";
+  /** One-row products of ARGMAX_FUSED_MIN_OUTPUTS or more write argmax partials too (ops/matmul.ts). */
+  fuseArgmax = true;
   /** The pipeline last set on the open pass (a pass starts with none). */
   private passPipeline: GPUComputePipeline | null = null;
   /** The most threads of a one-dimensional workgroup, and its workgroup memory (the device's limits). */

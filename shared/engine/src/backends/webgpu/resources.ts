@@ -3,8 +3,21 @@
 import type { Activation, KvCacheSpec, KvStorage, TokenIds, Weight } from "../../backend.js";
 import { DTYPE_BYTES, type DType, type HostTensor, numel } from "../../tensor.js";
 
+/**
+ * Each row's best value and its column per slice of columns, written by the product that made an activation
+ * (ops/matmul.ts: a one-row LM head), so that its argmax is the final pass of ops/argmax.ts alone.
+ */
+export interface ArgmaxParts {
+  values: GPUBuffer;
+  indices: GPUBuffer;
+  /** Slices per row. */
+  slices: number;
+}
+
 /** An f32 [rows, cols] activation in a pooled buffer (the buffer may be larger than rows * cols * 4). */
 export class GpuActivation implements Activation {
+  /** Argmax partials its product wrote beside it, or null; released with the activation. */
+  argmaxParts: ArgmaxParts | null = null;
   constructor(
     readonly rows: number,
     readonly cols: number,

@@ -104,6 +104,18 @@ export function encodeArgmax(rec: Recorder, x: GpuActivation): GpuActivation {
 
 /** Records the argmax of each row of x into `out` (i32 [rows]). */
 export function dispatchArgmax(rec: Recorder, x: GpuActivation, out: GPUBuffer): void {
+  const parts = x.argmaxParts;
+  if (parts) {
+    // The product that made x wrote each slice's best already (ops/matmul.ts): the final pass alone.
+    rec.dispatch({
+      key: "argmax:final",
+      wgsl: argmaxFinalWgsl,
+      params: new ParamBlock().u32(x.rows).u32(x.cols).u32(parts.slices),
+      buffers: [parts.values, parts.indices, out],
+      workgroups: x.rows,
+    });
+    return;
+  }
   const slices = Math.max(1, Math.ceil(x.cols / SLICE));
   const partV = rec.activation(x.rows, slices);
   const partI = rec.activation(x.rows, slices);

@@ -10,7 +10,8 @@ import { encodeAdd } from "./add.js";
 import { MATVEC_WG, type MatvecMode, type MatvecSpec, matvecProgram } from "./matvec-program.js";
 import { encodeRmsNorm } from "./rms-norm.js";
 import { encodeSiluMul } from "./silu-mul.js";
-import { SKINNY_OUTPUTS, skinnyProgram } from "./skinny-program.js";
+import { kindsPerOut, SKINNY_OUTPUTS, skinnyProgram } from "./skinny-program.js";
+import { SKINNY_REDUCE_WG, skinnyReduceProgram } from "./skinny-reduce-program.js";
 import { TILE, tiledProgram } from "./tiled-program.js";
 
 /**
@@ -36,12 +37,41 @@ export const SKINNY_MIN_OUTPUTS = 3072;
 const SKINNY_TWO_PER_LANE = 32768;
 
 /**
+ * A skinny product with fewer workgroups than this is split over k (SkinnySpec.split) until it has about as
+ * many: at 2-16 rows a block of 32 outputs is one workgroup, so the 0.6B shape's o_proj and down (1,024
+ * outputs) were 32 workgroups and q/k/v 128 on a GPU of 132 multiprocessors, each walking all of k with few
+ * loads in flight (bench/results/gpu-decode-h100-round5.md).
+ */
+export const SPLIT_TARGET_WORKGROUPS = 512;
+/** At most this many splits, each of at least SPLIT_MIN_CHUNKS chunks of 8 (4 per slice of a workgroup). */
+export const MAX_SPLITS = 8;
+const SPLIT_MIN_CHUNKS = 32;
+
+/**
+ * Splits of k for a skinny product of `workgroups` workgroups over `full` whole chunks of 8, by
+ * SPLIT_TARGET_WORKGROUPS (`force`: that many, at most one per 2 chunks; tests).
+ */
+export function skinnySplits(workgroups: number, full: number, force = 0): number {
+  if (force > 0) return Math.max(1, Math.min(force, Math.floor(full / 2)));
+  if (workgroups >= SPLIT_TARGET_WORKGROUPS) return 1;
+  const wanted = Math.ceil(SPLIT_TARGET_WORKGROUPS / workgroups);
+  return Math.max(1, Math.min(wanted, MAX_SPLITS, Math.floor(full / SPLIT_MIN_CHUNKS)));
+}
+
+/**
  * The rows a matrix-vector pipeline is built for, for chunks of n rows: n itself up to 4, then multiples of
  * 4 (rows past n are computed from a repeated row and not stored): few pipelines, little waste.
  */
 export function matvecChunkRows(n: number): number {
   return n <= 4 ? n : Math.ceil(n / 4) * 4;
 }
+
+/**
+ * One-row products with at least this many outputs (an LM head: a vocabulary) write argmax partials beside
+ * their outputs (Recorder.fuseArgmax), which makes a decode step's argmax one dispatch of a few microseconds
+ * instead of two, the first re-reading every logit.
+ */
+export const ARGMAX_FUSED_MIN_OUTPUTS = 4096;
 
 /** How a product is spread over threads (MatvecSpec's outs and tpr); matvecShape's choice or a benchmark's. */
 export interface MatvecShape {
@@ -62,6 +92,13 @@ export function matvecShape(m: number, rows: number, sg: number): MatvecShape {
   const groups = Math.ceil(m / outs);
   const tpr = Math.max((sg || 32) * (groups <= 2048 ? 2 : 1), rows);
   return { outs, tpr };
+}
+
+/** The matrix-vector program's workgroups per chunk of rows for m outputs (matvecShape's layout). */
+function matvecBlocks(m: number, rows: number, subgroupSize: number): number {
+  const sg = subgroupSize >= 4 && subgroupSize <= 128 ? subgroupSize : 0;
+  const { outs, tpr } = matvecShape(m, rows, sg);
+  return Math.ceil(m / ((MATVEC_WG / tpr) * outs));
 }
 
 function checkLinear(op: string, x: GpuActivation, w: GpuWeight): [number, number] {
@@ -91,6 +128,8 @@ export interface MatvecOptions {
   /** qkv: the q and k segments' sizes. */
   m0?: number;
   m1?: number;
+  /** Argmax partials to write (one row, plain; MatvecSpec.argmax), one per workgroup. */
+  argmax?: { values: GPUBuffer; indices: GPUBuffer };
   /**
    * The matrix-vector program with this layout, whatever the rows (benchmarks: bench/gpu-matvec.ts); by
    * default 2 or more rows of a wide product take the skinny program (see SKINNY_MIN_OUTPUTS and
@@ -124,7 +163,8 @@ export function dispatchMatvec(
   for (const o of outs) buffers.push(gpuBuf(o));
   if (opts.biases) for (const b of opts.biases) buffers.push(b.buffer);
   if (opts.residual) buffers.push(gpuBuf(opts.residual));
-  const params = (blocks: number) =>
+  if (opts.argmax) buffers.push(opts.argmax.values, opts.argmax.indices);
+  const params = (blocks: number, splits = 1) =>
     new ParamBlock()
       .u32(k)
       .u32(m)
@@ -134,13 +174,22 @@ export function dispatchMatvec(
       .u32(opts.m0 ?? 0)
       .u32(opts.m1 ?? 0)
       .f32(opts.norm?.eps ?? 0)
-      .u32(blocks);
+      .u32(blocks)
+      .u32(splits);
+  const full = Math.floor(k / 8);
+  const rowChunks = Math.ceil(n / rows);
+  const perLane = m >= SKINNY_TWO_PER_LANE ? 2 : 1;
+  const blocks = Math.ceil(m / (SKINNY_OUTPUTS * perLane));
+  const splits =
+    rows >= 2 && opts.shape === undefined && rec.fewRows !== "matvec" && rec.skinnySplits !== 0
+      ? skinnySplits(blocks * rowChunks, full, rec.skinnySplits === "auto" ? 0 : rec.skinnySplits)
+      : 1;
   const skinny =
     rows >= 2 &&
     opts.shape === undefined &&
-    (rec.fewRows === "skinny" || (rec.fewRows === "auto" && m >= SKINNY_MIN_OUTPUTS));
+    (rec.fewRows === "skinny" || (rec.fewRows === "auto" && (m >= SKINNY_MIN_OUTPUTS || splits > 1)));
   if (skinny) {
-    const perLane = m >= SKINNY_TWO_PER_LANE ? 2 : 1;
+    const split = splits > 1;
     const program = skinnyProgram({
       rows,
       perLane,
@@ -150,15 +199,49 @@ export function dispatchMatvec(
       mode,
       norm: opts.norm?.weight.dtype ?? null,
       vec: k % 8 === 0,
+      split,
     });
-    const blocks = Math.ceil(m / (SKINNY_OUTPUTS * perLane));
+    if (!split) {
+      rec.dispatch({
+        key: program.key,
+        wgsl: program.wgsl,
+        params: params(blocks, 1),
+        buffers,
+        workgroups: blocks * rowChunks,
+      });
+      return;
+    }
+    // The partial sums (skinny-reduce-program.ts's layout), then the reduction into the outputs.
+    const partial = rec.activation(1, kindsPerOut(mode === "gateUp") * splits * n * m + splits * n);
+    const sources = [gpuBuf(x)];
+    if (opts.norm) sources.push(opts.norm.weight.buffer);
+    for (const wt of weights) sources.push(wt.buffer);
     rec.dispatch({
       key: program.key,
       wgsl: program.wgsl,
-      params: params(blocks),
-      buffers,
-      workgroups: blocks * Math.ceil(n / rows),
+      params: params(blocks, splits),
+      buffers: [...sources, gpuBuf(partial)],
+      workgroups: blocks * splits * rowChunks,
     });
+    const reduce = skinnyReduceProgram({
+      mode,
+      bias: opts.biases?.[0]?.dtype ?? null,
+      residual: opts.residual !== undefined,
+      norm: opts.norm !== undefined,
+    });
+    const finish: GPUBuffer[] = [gpuBuf(partial)];
+    for (const o of outs) finish.push(gpuBuf(o));
+    if (opts.biases) for (const b of opts.biases) finish.push(b.buffer);
+    if (opts.residual) finish.push(gpuBuf(opts.residual));
+    rec.dispatch({
+      key: reduce.key,
+      wgsl: reduce.wgsl,
+      params: params(blocks, splits),
+      buffers: finish,
+      workgroups: Math.ceil((n * m) / SKINNY_REDUCE_WG),
+    });
+    // Released now, reused only by commands recorded later: the pool's ordering argument (buffer-pool.ts).
+    rec.pool.release(gpuBuf(partial));
     return;
   }
   const { outs: perGroup, tpr } = opts.shape ?? matvecShape(m, rows, sg);
@@ -173,15 +256,16 @@ export function dispatchMatvec(
     tpr,
     vec: k % 8 === 0,
     sg,
+    argmax: opts.argmax !== undefined,
   };
   const program = matvecProgram(spec);
-  const blocks = Math.ceil(m / ((MATVEC_WG / tpr) * perGroup));
+  const mvBlocks = Math.ceil(m / ((MATVEC_WG / tpr) * perGroup));
   rec.dispatch({
     key: program.key,
     wgsl: program.wgsl,
-    params: params(blocks),
+    params: params(mvBlocks),
     buffers,
-    workgroups: blocks * Math.ceil(n / rows),
+    workgroups: mvBlocks * rowChunks,
   });
 }
 
@@ -316,6 +400,16 @@ export function encodeMatmul(
   checkNorm("matmul", x, norm);
   const n = x.rows;
   if (n === 0) return rec.activation(n, m);
+  if (n === 1 && bias === undefined && m >= ARGMAX_FUSED_MIN_OUTPUTS && rec.fuseArgmax) {
+    // A one-row LM head: its workgroups' best logits too, for an argmax of one small dispatch.
+    const y = rec.activation(n, m);
+    const slices = matvecBlocks(m, 1, rec.subgroupSize);
+    const values = gpuBuf(rec.activation(1, slices));
+    const indices = gpuBuf(rec.activation(1, slices));
+    dispatchMatvec(rec, "plain", x, [w], [y], m, { norm, argmax: { values, indices } });
+    y.argmaxParts = { values, indices, slices };
+    return y;
+  }
   if (n <= MATVEC_CHUNKED_MAX_ROWS) {
     const y = rec.activation(n, m);
     dispatchMatvec(rec, "plain", x, [w], [y], m, { norm, biases: bias ? [bias] : undefined });

@@ -44,6 +44,12 @@ export interface MatvecSpec {
   vec: boolean;
   /** Subgroup size the reduction is built for (subgroupAdd), or 0: workgroup memory. */
   sg: number;
+  /**
+   * Also writes the workgroup's best output and its index (plain, one row, one output a group: a one-row LM
+   * head), lowest index on ties, to partV / partI at [row * blocks + block]: ops/argmax.ts's final pass then
+   * gives each row's argmax.
+   */
+  argmax: boolean;
 }
 
 /** The per-row values a thread accumulates: name and how many (per output for the products). */
@@ -80,6 +86,12 @@ function storeOutput(spec: MatvecSpec, o: number, row: string, tot: (name: strin
   if (spec.bias) v += ` + biasAt(row${o})`;
   // residual + (x W^T + b), the order the reference's add(residual, matmul) sums in.
   if (spec.residual) v = `res[${out} * params.m + row${o}] + (${v})`;
+  if (spec.argmax) {
+    return `let yv = ${v};
+      y[${out} * params.m + row${o}] = yv;
+      amV[lid / ${spec.tpr}u] = yv;
+      amI[lid / ${spec.tpr}u] = row${o};`;
+  }
   return `y[${out} * params.m + row${o}] = ${v};`;
 }
 
@@ -203,6 +215,15 @@ fn wAt8(seg: u32, c: u32) -> F8 {
     decls.push(`@group(0) @binding(${nextBinding++}) var<storage, read_write> y: array<f32>;`);
     if (bias) decls.push(weightScalar(nextBinding++, "bias", bias));
     if (residual) decls.push(`@group(0) @binding(${nextBinding++}) var<storage, read> res: array<f32>;`);
+    if (spec.argmax) {
+      decls.push(
+        `@group(0) @binding(${nextBinding++}) var<storage, read_write> partV: array<f32>;`,
+        `@group(0) @binding(${nextBinding++}) var<storage, read_write> partI: array<u32>;`,
+        `// Each group's stored output and its index (0xffffffff: none, past m).
+var<workgroup> amV: array<f32, ${MATVEC_WG / spec.tpr}>;
+var<workgroup> amI: array<u32, ${MATVEC_WG / spec.tpr}>;`,
+      );
+    }
     weight = (o, chunk) => `w8(rc${o} + ${chunk})`;
   }
   const red = reduceAndStore(spec);
@@ -338,7 +359,24 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     ${body}
   }
   ${partial}
+  ${spec.argmax ? `if (t == 0u) { amI[lid / ${tpr}u] = 0xffffffffu; }` : ""}
   ${red.code}
+  ${
+    spec.argmax
+      ? `// The groups' outputs in increasing index order: a later one wins only with a strictly larger value.
+  workgroupBarrier();
+  if (lid == 0u) {
+    var bv = 0.0;
+    var bi = 0xffffffffu;
+    for (var g = 0u; g < ${MATVEC_WG / tpr}u; g++) {
+      let gi = amI[g];
+      if (gi != 0xffffffffu && (bi == 0xffffffffu || amV[g] > bv)) { bv = amV[g]; bi = gi; }
+    }
+    partV[wg] = bv;
+    partI[wg] = bi;
+  }`
+      : ""
+  }
 }`;
 }
 
@@ -360,11 +398,12 @@ export function matvecProgram(spec: MatvecSpec): { key: string; wgsl: () => stri
   code = code * 512 + spec.tpr;
   code = code * 2 + (spec.vec ? 1 : 0);
   code = code * 256 + spec.sg;
+  code = code * 2 + (spec.argmax ? 1 : 0);
   let p = programs.get(code);
   if (!p) {
     const s = { ...spec };
     p = {
-      key: `matvec:${s.mode}:${s.rows}x${s.outs}:${s.dtype}:${s.bias}:${s.residual}:${s.norm}:${s.tpr}:${s.vec}:${s.sg}`,
+      key: `matvec:${s.mode}:${s.rows}x${s.outs}:${s.dtype}:${s.bias}:${s.residual}:${s.norm}:${s.tpr}:${s.vec}:${s.sg}${s.argmax ? ":argmax" : ""}`,
       wgsl: () => matvecWgsl(s),
     };
     programs.set(code, p);

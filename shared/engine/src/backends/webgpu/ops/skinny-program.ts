@@ -35,20 +35,42 @@ export interface SkinnySpec {
   norm: DType | null;
   /** k is a multiple of 8: x is read as 16-byte vectors and there is no partial chunk. */
   vec: boolean;
+  /**
+   * Split k over `params.splits` workgroups per block of outputs, each writing its raw sums (products, up
+   * products, squares of x) to a buffer of partial sums that skinny-reduce-program.ts adds up and finishes
+   * (norm, silu, bias, residual, q/k/v): more workgroups for products with few outputs, which otherwise leave
+   * most of a large GPU idle. Without it the workgroup stores its outputs itself.
+   */
+  split: boolean;
 }
 
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 
 /** WGSL source of the skinny program for `spec` (same bindings and Params as matvec-program.ts). */
 export function skinnyWgsl(spec: SkinnySpec): string {
-  const { rows: R, perLane: L, dtype, bias, residual, mode, norm, vec } = spec;
+  const { rows: R, perLane: L, dtype, bias, residual, mode, norm, vec, split } = spec;
   const gu = mode === "gateUp";
   const qkv = mode === "qkv";
   const outsPerWg = SKINNY_OUTPUTS * L;
   let next = 2;
   const decls: string[] = [];
   if (norm) decls.push(weightVec8(next++, "g", norm));
-  if (qkv) {
+  if (split) {
+    // The partial sums: per kind (products, then up products), split and row, m values; then the squares of
+    // x per split and row (skinny-reduce-program.ts reads the same layout).
+    if (qkv)
+      decls.push(
+        weightVec8(next++, "wq", dtype),
+        weightVec8(next++, "wk", dtype),
+        weightVec8(next++, "wv", dtype),
+        WQKV_SELECT,
+      );
+    else {
+      decls.push(weightVec8(next++, "w", dtype));
+      if (gu) decls.push(weightVec8(next++, "u", dtype));
+    }
+    decls.push(`@group(0) @binding(${next++}) var<storage, read_write> part: array<f32>;`);
+  } else if (qkv) {
     decls.push(
       weightVec8(next++, "wq", dtype),
       weightVec8(next++, "wk", dtype),
@@ -57,12 +79,7 @@ export function skinnyWgsl(spec: SkinnySpec): string {
     for (const y of ["yq", "yk", "yv"])
       decls.push(`@group(0) @binding(${next++}) var<storage, read_write> ${y}: array<f32>;`);
     if (bias) for (const b of ["bq", "bk", "bv"]) decls.push(weightScalar(next++, b, bias));
-    decls.push(`// Lanes of a slice read rows of different weights only where its outputs straddle two.
-fn wAt8(seg: u32, c: u32) -> F8 {
-  if (seg == 0u) { return wq8(c); }
-  if (seg == 1u) { return wk8(c); }
-  return wv8(c);
-}`);
+    decls.push(WQKV_SELECT);
   } else {
     decls.push(weightVec8(next++, "w", dtype));
     if (gu) decls.push(weightVec8(next++, "u", dtype));
@@ -128,7 +145,7 @@ fn x8(xb: u32, c: u32) -> F8 {
     `array<f32, 8>(${v}.a.x, ${v}.a.y, ${v}.a.z, ${v}.a.w, ${v}.b.x, ${v}.b.y, ${v}.b.z, ${v}.b.w)`;
   const partial = vec
     ? ""
-    : `if (slice == 0u && params.full < params.chunks) {
+    : `if (slice == 0u && split == params.splits - 1u && params.full < params.chunks) {
     ${norm ? `let gf = g8(params.full);\n    let ga = ${arr8("gf")};` : ""}
     ${range(L)
       .map(
@@ -177,6 +194,11 @@ fn x8(xb: u32, c: u32) -> F8 {
   workgroupBarrier();`;
   const scale = norm ? " * inv" : "";
   const store = (o: number) => {
+    if (split) {
+      // Raw sums: kind 0 (products) and 1 (up products) at ((kind * splits + split) * n + row) * m + j.
+      const at = (kind: number) => `((${kind}u * params.splits + split) * params.n + orow) * params.m + j`;
+      return `part[${at(0)}] = t_acc${o}[i];${gu ? `\n          part[${at(1)}] = t_up${o}[i];` : ""}`;
+    }
     const tot = `t_acc${o}[i]${scale}`;
     if (qkv) {
       const b = (name: string) => (bias ? ` + ${name}At(row${o})` : "");
@@ -199,7 +221,9 @@ fn x8(xb: u32, c: u32) -> F8 {
 ${F8_STRUCT}
 // As matvec-program.ts: m outputs in all; m0, m1 the q and k segments (qkv); eps the fused RMSNorm's; blocks:
 // workgroups per chunk of R rows (workgroup w takes outputs of block w % blocks, rows of chunk w / blocks).
-struct Params { k: u32, m: u32, chunks: u32, full: u32, n: u32, m0: u32, m1: u32, eps: f32, blocks: u32 }
+// splits: workgroups over k per block of outputs (1: none; see SkinnySpec.split).
+struct Params { k: u32, m: u32, chunks: u32, full: u32, n: u32, m0: u32, m1: u32, eps: f32, blocks: u32,
+                splits: u32 }
 @group(0) @binding(0) var<uniform> params: Params;
 ${xDecl}
 ${decls.join("\n")}
@@ -210,8 +234,11 @@ var<workgroup> red: array<f32, ${redSize}>;
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
   let wg = linearWorkgroup(wid, nwg);
-  // rb is the same for the whole workgroup: returning keeps the barriers below in uniform control flow.
-  let rb = (wg / params.blocks) * R;
+  // Workgroup wg: block wg % blocks of outputs, split (wg / blocks) % splits of k, chunk of rows
+  // wg / (blocks * splits). rb is the same for the whole workgroup: returning keeps the barriers below in
+  // uniform control flow.
+  let split = (wg / params.blocks) % params.splits;
+  let rb = (wg / (params.blocks * params.splits)) * R;
   if (rb >= params.n) { return; }
   let nr = min(R, params.n - rb);
   let lane = lid % ${SKINNY_OUTPUTS}u;
@@ -234,10 +261,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       .map((r) => `let xb${r} = (rb + min(${r}u, nr - 1u)) * ${rowStride};`)
       .join("\n    ")}
     ${norm ? `// The row of x whose squares this lane sums.\n    let ssBase = (rb + min(lane % R, nr - 1u)) * ${rowStride};` : ""}
-    // This slice's chunks of k, two at a time (32 bytes of a 2-byte weight row: a whole memory sector).
-    let per = ((params.full + ${2 * SLICES - 1}u) / ${2 * SLICES}u) * 2u;
-    let c0 = slice * per;
-    let c1 = min(c0 + per, params.full);
+    // This split's chunks of k (an even count, so that splits start on 32-byte sectors), then this slice's
+    // part of them, two at a time (32 bytes of a 2-byte weight row: a whole memory sector).
+    let perSplit = ((params.full + 2u * params.splits - 1u) / (2u * params.splits)) * 2u;
+    let s0 = min(split * perSplit, params.full);
+    let s1 = min(s0 + perSplit, params.full);
+    let per = ((s1 - s0 + ${2 * SLICES - 1}u) / ${2 * SLICES}u) * 2u;
+    let c0 = s0 + slice * per;
+    let c1 = min(c0 + per, s1);
     for (var c = c0; c + 1u < c1; c += 2u) {
       ${step("c")}
       ${step("c + 1u")}
@@ -254,7 +285,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let r = p / ${SKINNY_OUTPUTS}u;
     if (p < ${perSlice}u && r < nr) {
       let orow = rb + r;
-      ${norm ? `var sst = 0.0;\n      for (var s = 0u; s < ${SLICES}u; s++) { sst += red[${ssRed}u + s * R + r]; }\n      // As rms-norm.ts: 1 / sqrt, not inverseSqrt.\n      let inv = 1.0 / sqrt(sst / f32(params.k) + params.eps);` : ""}
+      ${norm ? `var sst = 0.0;\n      for (var s = 0u; s < ${SLICES}u; s++) { sst += red[${ssRed}u + s * R + r]; }` : ""}
+      ${
+        norm && split
+          ? `// The squares of this split's part of the row, once (by the first block's lane 0).
+      if (p % ${SKINNY_OUTPUTS}u == 0u && wg % params.blocks == 0u) {
+        part[${kindsPerOut(gu)}u * params.splits * params.n * params.m + split * params.n + orow] = sst;
+      }`
+          : norm
+            ? "// As rms-norm.ts: 1 / sqrt, not inverseSqrt.\n      let inv = 1.0 / sqrt(sst / f32(params.k) + params.eps);"
+            : ""
+      }
       ${range(L)
         .map(
           (o) => `{
@@ -271,6 +312,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 }`;
 }
 
+/** Kinds of per-output sums: the products, and the up products in gateUp mode. */
+export const kindsPerOut = (gateUp: boolean): number => (gateUp ? 2 : 1);
+
+const WQKV_SELECT = `// Lanes of a slice read rows of different weights only where its outputs straddle two.
+fn wAt8(seg: u32, c: u32) -> F8 {
+  if (seg == 0u) { return wq8(c); }
+  if (seg == 1u) { return wk8(c); }
+  return wv8(c);
+}`;
+
 const MODES: readonly MatvecMode[] = ["plain", "gateUp", "qkv"];
 const DTYPE_CODES: Record<DType, number> = { f32: 1, f16: 2, bf16: 3 };
 const programs = new Map<number, { key: string; wgsl: () => string }>();
@@ -286,11 +337,12 @@ export function skinnyProgram(spec: SkinnySpec): { key: string; wgsl: () => stri
   code = code * 2 + (spec.residual ? 1 : 0);
   code = code * 4 + dt(spec.norm);
   code = code * 2 + (spec.vec ? 1 : 0);
+  code = code * 2 + (spec.split ? 1 : 0);
   let p = programs.get(code);
   if (!p) {
     const s = { ...spec };
     p = {
-      key: `skinny:${s.mode}:${s.rows}x${s.perLane}:${s.dtype}:${s.bias}:${s.residual}:${s.norm}:${s.vec}`,
+      key: `skinny:${s.mode}:${s.rows}x${s.perLane}:${s.dtype}:${s.bias}:${s.residual}:${s.norm}:${s.vec}:${s.split}`,
       wgsl: () => skinnyWgsl(s),
     };
     programs.set(code, p);
