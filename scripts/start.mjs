@@ -205,8 +205,8 @@ async function shutdown(code) {
   stopping = true;
   // The demo first (no new requests; those in flight finish), then the services (they drain in-flight
   // calls and flush their traces to NATS), NATS last.
+  // The demo says when it has stopped (on a terminal it owns the screen until then).
   demoStop.abort();
-  console.log("specloop: stopping the demo");
   await demoDone.catch(() => undefined);
   const services = children.filter((c) => c.name !== "nats");
   console.log(`specloop: draining the services (${services.map((c) => c.name).join(", ")})`);
@@ -268,7 +268,7 @@ if (externalNats === undefined) {
   }
 }
 
-for (const svc of SERVICES) {
+function launchService(svc) {
   const busEnv = bus.env(svc.role);
   if (externalNats !== undefined) delete busEnv.SPECLOOP_BUS__CREDENTIALS_FILE;
   launch(svc.name, process.execPath, [join(root, "services", svc.dir, "dist/main.js")], {
@@ -280,19 +280,28 @@ for (const svc of SERVICES) {
     ...svc.env,
   });
 }
+
+function serving(svc) {
+  const server = `${host}:${svc.grpcPort}`;
+  return waitFor(
+    svc.name,
+    () =>
+      checkHealth({ server, service: "", timeoutMs: 1000 }).then(
+        (h) => h.status === "SERVING",
+        () => false,
+      ),
+    120_000,
+  );
+}
+
 try {
-  for (const svc of SERVICES) {
-    const server = `${host}:${svc.grpcPort}`;
-    await waitFor(
-      svc.name,
-      () =>
-        checkHealth({ server, service: "", timeoutMs: 1000 }).then(
-          (h) => h.status === "SERVING",
-          () => false,
-        ),
-      120_000,
-    );
-  }
+  // The trainer first, serving before any node starts: by then it has published the day-0 head or, after
+  // a restart, announced its live and canary versions again, so a node's first look at the registry finds
+  // them settled.
+  launchService(trainer);
+  await serving(trainer);
+  for (const svc of [...nodes, verifier]) launchService(svc);
+  for (const svc of [...nodes, verifier]) await serving(svc);
 } catch (err) {
   console.error(`specloop: ${err.message}`);
   await shutdown(1);
