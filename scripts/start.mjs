@@ -198,6 +198,8 @@ async function waitFor(what, probe, timeoutMs) {
     if (Date.now() > until) throw new Error(`${what} not ready after ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 200));
   }
+  // Stopping (Ctrl-C while starting): start nothing more; shutdown() ends the process.
+  await new Promise(() => undefined);
 }
 
 async function shutdown(code) {
