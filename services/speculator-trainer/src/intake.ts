@@ -57,6 +57,25 @@ export async function startTraceIntake(
   ensureTrainerState(db, modelId);
   const assembler = new TraceAssembler();
   const byModel = eq(trainerState.modelId, modelId);
+  // Prepared once: a trainer takes thousands of traces a second, each one commit of these two statements.
+  const take = db
+    .insert(consumedTraces)
+    .values({ modelId, streamSeq: sql.placeholder("seq") })
+    .onConflictDoNothing()
+    .prepare();
+  const count = db
+    .update(trainerState)
+    .set({
+      tracesConsumed: sql`${trainerState.tracesConsumed} + 1`,
+      lastTraceSeq: sql`max(${trainerState.lastTraceSeq}, ${sql.placeholder("seq")})`,
+      updatedAt: sql`${sql.placeholder("now")}`,
+    })
+    .where(byModel)
+    .prepare();
+  const prune = db
+    .delete(consumedTraces)
+    .where(and(eq(consumedTraces.modelId, modelId), lt(consumedTraces.streamSeq, sql.placeholder("below"))))
+    .prepare();
   return consumeTraces(bus, {
     durable: trainerTracesConsumer(modelId),
     modelId,
@@ -64,31 +83,11 @@ export async function startTraceIntake(
     inactiveThresholdMs: intake.consumerInactiveMs,
     logger,
     handler: (trace, delivery) => {
-      const fresh = db.transaction((tx) => {
-        const taken = tx
-          .insert(consumedTraces)
-          .values({ modelId, streamSeq: delivery.seq })
-          .onConflictDoNothing()
-          .run();
-        if (taken.changes === 0) return false;
-        tx.update(trainerState)
-          .set({
-            tracesConsumed: sql`${trainerState.tracesConsumed} + 1`,
-            lastTraceSeq: sql`max(${trainerState.lastTraceSeq}, ${delivery.seq})`,
-            updatedAt: new Date(),
-          })
-          .where(byModel)
-          .run();
-        if (delivery.seq % 1000 === 0) {
-          tx.delete(consumedTraces)
-            .where(
-              and(
-                eq(consumedTraces.modelId, modelId),
-                lt(consumedTraces.streamSeq, delivery.seq - CONSUMED_SEQ_WINDOW),
-              ),
-            )
-            .run();
-        }
+      const seq = delivery.seq;
+      const fresh = db.transaction(() => {
+        if (take.run({ seq }).changes === 0) return false;
+        count.run({ seq, now: Date.now() });
+        if (seq % 1000 === 0) prune.run({ below: seq - CONSUMED_SEQ_WINDOW });
         return true;
       });
       if (!fresh) {

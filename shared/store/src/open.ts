@@ -69,6 +69,11 @@ export function openStore<TSchema extends Record<string, unknown>>(
     // Inside drizzle's migration transaction the migration's own "PRAGMA foreign_keys=OFF" is a no-op.
     client.pragma("foreign_keys = OFF");
     client.pragma(`busy_timeout = ${Math.max(0, Math.floor(busyTimeoutMs))}`);
+    // In WAL mode NORMAL syncs at checkpoints, not at every commit: a commit survives the process dying (the
+    // trainer killed mid-step), and only a power loss can take back the last few. Each trace the trainer's
+    // intake takes is one commit, so FULL (an fsync each) capped a trainer at a few hundred traces a second
+    // on a slow disk (bench/results/fleet-sim.md).
+    client.pragma("synchronous = NORMAL");
   } catch (err) {
     client.close();
     throw err instanceof StoreOpenError ? err : classify(path, "cannot open", err);
