@@ -117,7 +117,8 @@ export class DemoView {
 
   draw(s: DemoSnapshot, now = Date.now(), force = false): void {
     if (this.live) {
-      const width = Math.max(20, this.out.columns ?? 120);
+      // A terminal that does not say its width (0 or none) gets lines of up to 120 characters.
+      const width = Math.max(20, this.out.columns || 120);
       const lines = renderScreen(s).map((l) => (l.length > width - 1 ? `${l.slice(0, width - 2)}~` : l));
       // Up to the screen's first line, erase to the end, draw again.
       const up = this.drawnLines > 0 ? `\x1b[${this.drawnLines}F\x1b[0J` : "";
