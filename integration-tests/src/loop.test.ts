@@ -3,7 +3,9 @@
 // traffic with the eagle drafter, spread over the nodes, flows as traces into the trainer, which trains on
 // its own thread, publishes a canary (signed), and both nodes swap it in beside live; the gate measures the
 // canary against live on that traffic and promotes it, its decision readable with evidence through the API;
-// both nodes then serve the promoted head live, whose accepted tokens per target pass are above day 0's.
+// both nodes then serve the promoted head live, whose accepted tokens per target pass are above day 0's. A
+// version trained into noise (an operator sets the learning rate to 1) becomes the next canary, and the gate
+// retires it with its evidence while live keeps serving.
 // Every greedy output equals plain decoding throughout and no call fails. A SIGKILL of the trainer mid-run
 // leaves the nodes serving, and the restarted trainer resumes at its step with no duplicate version.
 import assert from "node:assert/strict";
@@ -24,6 +26,7 @@ import {
   type ListVersionsResponse,
   SpeculatorTrainerClient,
   TrainingConfig,
+  VersionStatus,
 } from "@specloop/proto";
 import { type NatsServer, startNatsServer, type TempDir, tempDir } from "@specloop/testkit";
 import { call } from "./harness/grpc.js";
@@ -38,6 +41,10 @@ let nodes: ServiceProcess[] = [];
 let trainerEnv: Record<string, string>;
 const admin = new Metadata();
 admin.set("authorization", `Bearer ${ADMIN_TOKEN}`);
+/** Plain decoding's output per prompt (the first test fills it). */
+const plain = new Map<string, number[]>();
+/** The version the first test saw promoted. */
+let promotedLive = "";
 
 const PROMPTS = [
   "def fibonacci(n):\n",
@@ -130,7 +137,6 @@ describe("loop - trainer and two nodes as processes", () => {
     /** Accepted tokens per target pass of every eagle request, by the version that drafted it. */
     const perPass = new Map<string, number[]>();
     let requests = 0;
-    const plain = new Map<string, number[]>();
     /** One eagle request per prompt, alternating nodes; every output checked against plain decoding. */
     const traffic = async () => {
       for (const p of PROMPTS) {
@@ -207,6 +213,7 @@ describe("loop - trainer and two nodes as processes", () => {
       );
       await traffic();
       await traffic();
+      promotedLive = live;
       const mean = (xs: number[] = []) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
       const before = mean(perPass.get(day0));
       const after = mean(perPass.get(live));
@@ -218,6 +225,98 @@ describe("loop - trainer and two nodes as processes", () => {
       const ids = list.versions.map((v) => v.versionId);
       assert.equal(new Set(ids).size, ids.length, "no duplicate version");
     } finally {
+      tc.close();
+      for (const c of clients) c.close();
+    }
+  });
+
+  test("loop - a version trained into noise (learning rate 1) is canaried and retired by the gate with evidence; live never changes", async () => {
+    assert.ok(promotedLive !== "", "the first test promoted a version");
+    const tc = new SpeculatorTrainerClient(trainer.address, insecure);
+    const clients = nodes.map((n) => new InferenceClient(n.address, insecure));
+    const status = async () =>
+      (await call<GetTrainerStatusResponse>((cb) => tc.getTrainerStatus({}, cb))).status;
+    try {
+      const before = new Set(
+        (
+          await call<ListVersionsResponse>((cb) => tc.listVersions({ statuses: [], limit: 0 }, cb))
+        ).versions.map((v) => v.versionId),
+      );
+      // An operator's mistake: every AdamW step now moves each weight by about 1, fifty times its scale.
+      await call((cb) =>
+        tc.updateTrainingConfig(
+          {
+            config: TrainingConfig.fromPartial({ learningRate: 1, publishEverySteps: 4 }),
+            updateFields: ["learning_rate", "publish_every_steps"],
+          },
+          admin,
+          cb,
+        ),
+      );
+      /** Accepted tokens per pass of each request, by the version that drafted it. */
+      const accepted = new Map<string, number[]>();
+      let requests = 0;
+      const traffic = async () => {
+        for (const p of PROMPTS) {
+          const nc = clients[requests++ % clients.length] as InferenceClient;
+          const r = await generate(nc, p, Drafter.DRAFTER_EAGLE);
+          assert.deepEqual(r.tokens, plain.get(p), `eagle ${r.version}: the output equals plain decoding`);
+          accepted.set(r.version, [...(accepted.get(r.version) ?? []), r.perPass]);
+        }
+      };
+      // A canary published after the change (one running before it, trained normally, is decided first).
+      let bad = "";
+      let liveAtBad = "";
+      await waitFor(
+        "a canary trained at learning rate 1",
+        async () => {
+          await traffic();
+          const st = await status();
+          const c = st?.canaryVersionId ?? "";
+          if (c !== "" && !before.has(c)) {
+            bad = c;
+            liveAtBad = st?.liveVersionId ?? "";
+          }
+          return bad !== "";
+        },
+        240_000,
+      );
+      let decided: GetVersionResponse | undefined;
+      await waitFor(
+        "the gate's decision on the noise canary",
+        async () => {
+          await traffic();
+          const v = await call<GetVersionResponse>((cb) => tc.getVersion({ versionId: bad }, cb));
+          if (v.events.some((e) => e.action === "promote" || e.action === "reject")) decided = v;
+          return decided !== undefined;
+        },
+        180_000,
+      );
+      const decision = decided?.events.find((e) => e.action === "promote" || e.action === "reject");
+      assert.equal(
+        decision?.action,
+        "reject",
+        `the noise canary was ${decision?.action}ed: ${decision?.reason}`,
+      );
+      assert.equal(decision?.actor, "trainer");
+      assert.ok(decision?.evidence !== undefined, "the decision's evidence is readable through the API");
+      assert.equal(decided?.version?.status, VersionStatus.VERSION_STATUS_REJECTED);
+      assert.equal(
+        (await status())?.liveVersionId,
+        liveAtBad,
+        "live never changed while the noise canary ran",
+      );
+    } finally {
+      await call((cb) =>
+        tc.updateTrainingConfig(
+          {
+            config: TrainingConfig.fromPartial({ learningRate: 3e-3, publishEverySteps: 12 }),
+            updateFields: ["learning_rate", "publish_every_steps"],
+          },
+          admin,
+          cb,
+        ),
+      );
       tc.close();
       for (const c of clients) c.close();
     }
