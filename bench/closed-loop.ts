@@ -229,8 +229,17 @@ const arms: { name: string; options: Partial<EagleTrainerOptions> }[] = ablation
 // Day 0: the trainer's seeded random head is the first version served.
 let trainer: EagleHeadTrainer | undefined =
   draftVocabSize > 0 ? undefined : EagleHeadTrainer.create(target, headConfig, trainerOptions);
-let armTrainers: EagleHeadTrainer[] =
-  draftVocabSize > 0 ? [] : arms.map((a) => EagleHeadTrainer.create(target, headConfig, a.options));
+/** The main trainer stands for the arm with its own objective (same seed, same batches: the same steps). */
+const mainIsArm = (o: Partial<EagleTrainerOptions>) =>
+  o.rejectedWeight === trainerOptions.rejectedWeight &&
+  o.acceptanceWeight === trainerOptions.acceptanceWeight;
+const armsFor = (main: EagleHeadTrainer | undefined, draftVocab?: Int32Array) =>
+  arms.map((a) =>
+    main !== undefined && mainIsArm(a.options)
+      ? main
+      : EagleHeadTrainer.create(target, headConfig, { ...a.options, ...(draftVocab && { draftVocab }) }),
+  );
+let armTrainers: EagleHeadTrainer[] = draftVocabSize > 0 ? [] : armsFor(trainer);
 const day0 =
   trainer?.exportBlob() ?? EagleHeadTrainer.create(target, headConfig, trainerOptions).exportBlob();
 let versionNo = 0;
@@ -503,7 +512,7 @@ for (const [i, r] of stream.entries()) {
       headConfig.vocabSize,
     );
     trainer = EagleHeadTrainer.create(target, headConfig, { ...trainerOptions, draftVocab });
-    armTrainers = arms.map((a) => EagleHeadTrainer.create(target, headConfig, { ...a.options, draftVocab }));
+    armTrainers = armsFor(trainer, draftVocab);
   }
   if (trainer !== undefined && (i + 1) % every === 0) {
     const t1 = performance.now();
@@ -525,7 +534,7 @@ for (const [i, r] of stream.entries()) {
       eagle.swap(EagleHead.load(cpu, trainer.exportBlob(), model, { version: `v${versionNo}` }));
     }
     const t2 = performance.now();
-    for (const t of armTrainers) t.step(recent);
+    for (const t of armTrainers) if (t !== trainer) t.step(recent);
     ablationSeconds += (performance.now() - t2) / 1000;
   }
   if (ablation && ((i + 1) % ablationEvery === 0 || i + 1 === stream.length)) {
