@@ -13,7 +13,8 @@
 //       [--lr 1e-3] [--grad-clip 1] [--rejected-weight 0] [--acceptance-weight 0] [--draft-vocab 0]
 //       [--eagle-budget 2] [--suffix-budget 4] [--draft-model models/tiny-code-draft] [--draft-budget 4]
 //       [--version-every 1] [--window 16] [--ablation] [--ablation-every 16] [--held-out 6]
-//       [--ablation-rejected 0.1] [--ablation-acceptance 0.2] [--out bench/results/closed-loop-cpu.json]
+//       [--ablation-rejected 0.1] [--ablation-acceptance 0.2] [--noise-floor]
+//       [--out bench/results/closed-loop-cpu.json]
 // Configurations (--configs picks a subset; `none` is always run, it is the baseline):
 //   none, suffix (budget --suffix-budget), eagle (the learned head, chain of --eagle-budget, hot-swapped
 //   to each trainer step), static (the eagle head frozen at the first domain shift: trained on python
@@ -34,6 +35,9 @@
 // configuration; outputs then differ by drafter (each consumes the generator its own way), so they are
 // compared loosely (unigram total-variation distance to none's outputs), not for equality; that sampled
 // verification keeps the target's distribution is tested in shared/speculation/src/verify.test.ts.
+// --noise-floor (sampled): none once more per request with another seed, the same distance measured
+// between none and itself: what sampling noise alone gives. Without eagle in --configs nothing learns
+// and the trainer side is skipped.
 // --ablation: two more trainers (KL + --ablation-rejected x the rejected-proposal term, KL +
 // --ablation-acceptance x the acceptance term) step on exactly the batches the main trainer (forward KL
 // alone unless --rejected-weight / --acceptance-weight say otherwise) steps on, same seed; every
@@ -77,7 +81,7 @@ import {
 import { AcceptanceBook } from "../services/inference/src/acceptance.js";
 import { emit, hostInfo, intArg, parseArgs, round } from "./common.js";
 
-const args = parseArgs(process.argv.slice(2), new Set(["ablation"]));
+const args = parseArgs(process.argv.slice(2), new Set(["ablation", "noise-floor"]));
 const modelDir = args.get("model") ?? "models/tiny-code";
 const draftDir = args.get("draft-model") ?? "models/tiny-code-draft";
 const threads = intArg(args, "threads", 1);
@@ -102,12 +106,16 @@ const ablationEvery = intArg(args, "ablation-every", 16);
 const heldOutCount = intArg(args, "held-out", 6);
 const ablationRejected = Number(args.get("ablation-rejected") ?? "0.1");
 const ablationAcceptance = Number(args.get("ablation-acceptance") ?? "0.2");
+const noiseFloor = args.has("noise-floor");
 if (!(Number.isInteger(draftVocabSize) && draftVocabSize >= 0))
   throw new RangeError(`--draft-vocab ${draftVocabSize}: expected an integer >= 0`);
 if (!(temperature >= 0 && Number.isFinite(temperature)))
   throw new RangeError(`--temperature ${temperature}: expected a number >= 0`);
 const sampling: SamplingParams = temperature > 0 ? { temperature } : GREEDY;
 const greedy = temperature === 0;
+if (noiseFloor && greedy) throw new RangeError("--noise-floor: only with --temperature > 0");
+/** --noise-floor: none again with this offset on every request's seed (the sampled comparison's floor). */
+const RESEED = 1_000_003;
 
 const ALL_CONFIGS = ["none", "suffix", "eagle", "static", "draft-model", "hybrid", "auto"] as const;
 type ConfigName = (typeof ALL_CONFIGS)[number];
@@ -121,6 +129,9 @@ if ((configs.includes("static") || configs.includes("hybrid")) && !configs.inclu
   throw new RangeError("--configs: static and hybrid need eagle (they share its head and trainer)");
 /** The configurations decoded per request (auto reuses the run of the one it picks). */
 const decoded = configs.filter((c) => c !== "auto");
+/** Whether anything served needs the trainer (without eagle, the trainer side is skipped). */
+const learns = configs.includes("eagle");
+if (ablation && !learns) throw new RangeError("--ablation needs eagle in --configs (its rejected proposals)");
 /** What auto may pick, in the node's order: the offered drafters, then none (tried last). */
 const autoCandidates = decoded.filter((c): c is DrafterKind => c !== "none" && c !== "static");
 
@@ -410,8 +421,19 @@ const agreement = (a: readonly number[], b: readonly number[]) =>
   a.reduce((n, t, j) => n + (t === b[j] ? 1 : 0), 0) / Math.max(1, a.length);
 /** Every configuration's outputs, for the sampled-traffic comparison of token distributions. */
 const outputs = new Map<ConfigName, number[][]>();
+/** --noise-floor: none's outputs under other seeds, and their positional agreement with none's. */
+const reseeded: number[][] = [];
+const reseededAgreement: number[] = [];
 
 const rows: RequestRow[] = [];
+function done(row: RequestRow): void {
+  rows.push(row);
+  console.error(
+    `[closed-loop] ${row.index} ${row.domain} ${row.eagleVersion}: per pass ${decoded.map((c) => `${c} ${row.perPass[c]}`).join(" ")}` +
+      `${row.autoPicked === undefined ? "" : ` auto->${row.autoPicked}`}; tok/s ${decoded.map((c) => row.tokensPerSecond[c]).join(" / ")}` +
+      `${row.trainStep === undefined ? "" : `; step ${versionSteps} kl ${row.trainStep.kl} in ${row.trainStep.seconds} s`}`,
+  );
+}
 const recent: EagleTrainingExample[] = [];
 let trainSeconds = 0;
 let exampleSeconds = 0;
@@ -443,6 +465,11 @@ for (const [i, r] of stream.entries()) {
   }
   if (configs.includes("static") && runs.static === undefined) runs.static = runs.eagle;
   const none = runs.none as Run;
+  if (noiseFloor) {
+    const other = await decode(decoder, `${i}-none-reseeded`, r.prompt, "none", i + RESEED);
+    reseeded.push(other.output);
+    reseededAgreement.push(agreement(other.output, none.output));
+  }
   const ref = none.output;
   const row: RequestRow = {
     index: i,
@@ -501,6 +528,10 @@ for (const [i, r] of stream.entries()) {
   // eagle-drafted request's (its rejected proposals are the eagle head's; greedy: the same tokens as none's).
   const traced = runs.eagle ?? none;
   suffix.ingestFleetOutput(traced.output, r.prompt);
+  if (!learns) {
+    done(row);
+    continue;
+  }
   const t0 = performance.now();
   recent.push(await exampleOf(r.prompt, traced.output, runs.eagle?.steps ?? []));
   exampleSeconds += (performance.now() - t0) / 1000;
@@ -542,12 +573,7 @@ for (const [i, r] of stream.entries()) {
     evaluateArms(i + 1);
     ablationSeconds += (performance.now() - t3) / 1000;
   }
-  rows.push(row);
-  console.error(
-    `[closed-loop] ${i} ${r.domain} ${row.eagleVersion}: per pass ${decoded.map((c) => `${c} ${row.perPass[c]}`).join(" ")}` +
-      `${row.autoPicked === undefined ? "" : ` auto->${row.autoPicked}`}; tok/s ${decoded.map((c) => row.tokensPerSecond[c]).join(" / ")}` +
-      `${row.trainStep === undefined ? "" : `; step ${versionSteps} kl ${row.trainStep.kl} in ${row.trainStep.seconds} s`}`,
-  );
+  done(row);
 }
 
 const shown: ConfigName[] = [...decoded, ...(configs.includes("auto") ? (["auto"] as const) : [])];
@@ -635,24 +661,34 @@ function unigram(list: readonly number[][]): Map<number, number> {
   return m;
 }
 const noneUnigram = unigram(outputs.get("none") ?? []);
+function tvToNone(list: readonly number[][]): number {
+  const u = unigram(list);
+  let tv = 0;
+  for (const t of new Set([...u.keys(), ...noneUnigram.keys()]))
+    tv += Math.abs((u.get(t) ?? 0) - (noneUnigram.get(t) ?? 0));
+  return round(tv / 2, 3);
+}
+const mean = (xs: readonly number[]) => round(xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length), 3);
 const distributions = greedy
   ? undefined
-  : Object.fromEntries(
-      decoded.map((c) => {
-        const u = unigram(outputs.get(c) ?? []);
-        let tv = 0;
-        for (const t of new Set([...u.keys(), ...noneUnigram.keys()]))
-          tv += Math.abs((u.get(t) ?? 0) - (noneUnigram.get(t) ?? 0));
-        const same = rows.map((x) => x.sameAsNone?.[c] ?? 0);
-        return [
+  : {
+      ...Object.fromEntries(
+        decoded.map((c) => [
           c,
           {
-            unigramTvToNone: round(tv / 2, 3),
-            meanPositionalAgreement: round(same.reduce((a, b) => a + b, 0) / same.length, 3),
+            unigramTvToNone: tvToNone(outputs.get(c) ?? []),
+            meanPositionalAgreement: mean(rows.map((x) => x.sameAsNone?.[c] ?? 0)),
           },
-        ];
+        ]),
+      ),
+      // The floor: none against itself under other seeds (what sampling noise alone gives).
+      ...(noiseFloor && {
+        [`none, seed + ${RESEED}`]: {
+          unigramTvToNone: tvToNone(reseeded),
+          meanPositionalAgreement: mean(reseededAgreement),
+        },
       }),
-    );
+    };
 
 const loadAfter = loadavg();
 const rssAfter = process.memoryUsage().rss;
