@@ -249,7 +249,7 @@ describe("hot-swap", () => {
     });
     try {
       const ids = Array.from({ length: 12 }, (_, i) => `canary-req-${i}`);
-      await Promise.all(
+      const responses = await Promise.all(
         ids.map((requestId) =>
           stream({
             requestId,
@@ -275,6 +275,9 @@ describe("hot-swap", () => {
           t.steps.every((s) => s.speculatorVersion === "canary-1"),
           "canary traces' steps name the canary",
         );
+        // The answer's last chunk names the version that drafted it too (after the routing is released).
+        const last = responses[ids.indexOf(t.clientRequestId)]?.at(-1);
+        assert.equal(last?.stats?.speculatorVersion, "canary-1", `${t.clientRequestId}: the last chunk`);
       }
     } finally {
       await consumer.stop();

@@ -250,8 +250,14 @@ export class InferenceNode {
     }
   }
 
-  /** The speculator version drafting for a request now ("" for drafters without versions). */
+  /**
+   * The speculator version drafting for a request ("" for drafters without versions): the head in the slot
+   * it was routed to at admission, so its last chunk still names the canary after its routing is released.
+   */
   versionOf(request: ResolvedRequest): string {
+    if (request.drafter === "eagle" || request.drafter === "hybrid") {
+      return this.eagle.versionOfRole(request.speculatorRole);
+    }
     const d = this.decoder.drafter(request.drafter);
     return d?.versionFor?.(request.seqId) ?? d?.version ?? "";
   }

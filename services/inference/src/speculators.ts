@@ -50,7 +50,12 @@ export class RoutedEagleDrafter implements Drafter {
   }
 
   versionFor(seqId: string): string {
-    return this.drafters.get(this.roles.get(seqId) ?? "live")?.version ?? "";
+    return this.versionOfRole(this.roles.get(seqId) ?? "live");
+  }
+
+  /** The version of the head in a slot (a cleared canary's head still drafts for its sequences). */
+  versionOfRole(role: SpeculatorRoleName): string {
+    return (this.drafters.get(role) ?? this.live)?.version ?? "";
   }
 
   get featureLayers(): readonly number[] {
