@@ -5,7 +5,7 @@ import { SpeculatorManifest, SpeculatorRole } from "@specloop/proto";
 import { type NatsServer, startNatsServer } from "@specloop/testkit";
 import type { Bus } from "./connection.js";
 import { DigestMismatchError, ManifestRefusedError } from "./errors.js";
-import { SPECULATOR_BUCKET, speculatorKey } from "./names.js";
+import { SPECULATOR_BUCKET, speculatorKey, WEIGHTS_BUCKET } from "./names.js";
 import { type ManifestUpdate, type ManifestWatch, SpeculatorRegistry, sha256Hex } from "./registry.js";
 import { openTestBus, testBusConfig, waitFor } from "./test-support.js";
 
@@ -177,4 +177,22 @@ test("bus registry - clear empties a slot: current() finds nothing and a watcher
   } finally {
     watch.stop();
   }
+});
+
+test("bus registry - re-announcing a version stores its blob once: a node reading it meanwhile gets it whole", async () => {
+  const blob = randomBytes(4 * 1024 * 1024);
+  const first = await registry.publish({ manifest: manifest("m-reannounce", "v7"), blob });
+  const os = await bus.js.views.os(WEIGHTS_BUCKET);
+  const before = await os.info(first.objectName);
+  // The trainer restarts and re-announces live while a node downloads the blob.
+  const reading = registry.fetchBlob(first);
+  const again = await registry.publish({ manifest: manifest("m-reannounce", "v7"), blob });
+  assert.ok(Buffer.from(await reading).equals(blob), "the download that overlapped the re-announce is whole");
+  const after = await os.info(first.objectName);
+  assert.equal(after?.nuid, before?.nuid, "the object was not written again");
+  assert.equal(again.sha256, first.sha256);
+  // A different blob under the same version id is stored (a corrupt upload being replaced).
+  const other = randomBytes(1024);
+  const replaced = await registry.publish({ manifest: manifest("m-reannounce", "v7"), blob: other });
+  assert.ok(Buffer.from(await registry.fetchBlob(replaced)).equals(other));
 });

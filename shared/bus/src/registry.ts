@@ -68,6 +68,12 @@ interface Envelope {
   signature?: ManifestSignature;
 }
 
+/** The object store's digest of a blob ("SHA-256=" and the padded base64url of its sha256). */
+function objectDigest(data: Uint8Array): string {
+  const b64 = createHash("sha256").update(data).digest("base64");
+  return `SHA-256=${b64.replace(/\+/g, "-").replace(/\//g, "_")}`;
+}
+
 export function sha256Hex(data: Uint8Array): string {
   return createHash("sha256").update(data).digest("hex");
 }
@@ -111,10 +117,20 @@ export class SpeculatorRegistry {
       );
     }
     const objectName = weightsObjectName(manifest.modelId, manifest.versionId);
-    await this.store.putBlob(
-      { name: objectName, description: `${manifest.modelId} ${manifest.versionId}` },
-      blob,
-    );
+    // A blob already stored whole (a re-announce after a trainer restart, a promotion) is not stored again:
+    // replacing an object while a node reads it gives that node a corrupt download.
+    const stored = await this.store.info(objectName);
+    const sameBlob =
+      stored !== null &&
+      !stored.deleted &&
+      stored.size === blob.length &&
+      stored.digest === objectDigest(blob);
+    if (!sameBlob) {
+      await this.store.putBlob(
+        { name: objectName, description: `${manifest.modelId} ${manifest.versionId}` },
+        blob,
+      );
+    }
     const announced: SpeculatorManifest = {
       ...manifest,
       sha256: digest,
