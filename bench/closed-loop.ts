@@ -24,7 +24,8 @@
 //   from services/inference: per request it chooses among the other measured drafters + none for the
 //   request's domain by their recent decode tok/s, as InferenceNode.resolve does, and learns only from the
 //   request it chose; auto's figures for a request are those of the configuration it picked, whose run
-//   is this request's run of that configuration, so auto costs no decode of its own).
+//   is this request's run of that configuration, so auto costs no decode of its own), auto-pooled (the
+//   same with every drafter recorded under one version: the book's cells pool across eagle versions).
 // Per request index: accepted tokens per target pass (decode tokens / verification passes, the prefill's
 // pass and token outside) and decode tokens/s (from the first token to the last) for each configuration,
 // the eagle version drafting and the trainer's steps so far; per window of --window requests the same
@@ -117,7 +118,16 @@ if (noiseFloor && greedy) throw new RangeError("--noise-floor: only with --tempe
 /** --noise-floor: none again with this offset on every request's seed (the sampled comparison's floor). */
 const RESEED = 1_000_003;
 
-const ALL_CONFIGS = ["none", "suffix", "eagle", "static", "draft-model", "hybrid", "auto"] as const;
+const ALL_CONFIGS = [
+  "none",
+  "suffix",
+  "eagle",
+  "static",
+  "draft-model",
+  "hybrid",
+  "auto",
+  "auto-pooled",
+] as const;
 type ConfigName = (typeof ALL_CONFIGS)[number];
 const isConfig = (s: string): s is ConfigName => (ALL_CONFIGS as readonly string[]).includes(s);
 const configs: ConfigName[] = ["none"];
@@ -128,7 +138,10 @@ for (const c of (args.get("configs") ?? ALL_CONFIGS.join(",")).split(",")) {
 if ((configs.includes("static") || configs.includes("hybrid")) && !configs.includes("eagle"))
   throw new RangeError("--configs: static and hybrid need eagle (they share its head and trainer)");
 /** The configurations decoded per request (auto reuses the run of the one it picks). */
-const decoded = configs.filter((c) => c !== "auto");
+const AUTOS = ["auto", "auto-pooled"] as const;
+type AutoName = (typeof AUTOS)[number];
+const isAuto = (c: ConfigName): c is AutoName => (AUTOS as readonly string[]).includes(c);
+const decoded = configs.filter((c) => !isAuto(c));
 /** Whether anything served needs the trainer (without eagle, the trainer side is skipped). */
 const learns = configs.includes("eagle");
 if (ablation && !learns) throw new RangeError("--ablation needs eagle in --configs (its rejected proposals)");
@@ -170,7 +183,7 @@ interface RequestRow {
   /** Drafting ms per verification pass, per drafting configuration. */
   draftMsPerPass: Partial<Record<ConfigName, number>>;
   /** What auto picked for this request. */
-  autoPicked?: DrafterKind;
+  picked?: Partial<Record<AutoName, DrafterKind>>;
   /** Steps the hybrid drafter took from each side on this request. */
   hybridSteps?: { suffix: number; learned: number };
   /** Sampled traffic: share of output positions where the configuration's token equals none's. */
@@ -294,7 +307,13 @@ const decoder = new SpeculativeDecoder({ model, kv, drafters, budgetFor, recordS
 // The static head: frozen at the first shift, served by its own drafter and decoder (same target and KV).
 let staticDrafter: EagleDrafter | undefined;
 let staticDecoder: SpeculativeDecoder | undefined;
-const book = new AcceptanceBook(1);
+// auto: the book as the node keys it, (drafter, version, domain). auto-pooled: the same book given one
+// version for every drafter, so a versioned drafter's measurements pool across its versions (with a new
+// eagle version every step, the node's keying leaves each version one measurement that never ages).
+const books: Record<AutoName, AcceptanceBook> = {
+  auto: new AcceptanceBook(1),
+  "auto-pooled": new AcceptanceBook(1),
+};
 
 /** One request alone through a decoder (batch 1), timed from its first token to its last. */
 async function decode(
@@ -430,7 +449,9 @@ function done(row: RequestRow): void {
   rows.push(row);
   console.error(
     `[closed-loop] ${row.index} ${row.domain} ${row.eagleVersion}: per pass ${decoded.map((c) => `${c} ${row.perPass[c]}`).join(" ")}` +
-      `${row.autoPicked === undefined ? "" : ` auto->${row.autoPicked}`}; tok/s ${decoded.map((c) => row.tokensPerSecond[c]).join(" / ")}` +
+      `${Object.entries(row.picked ?? {})
+        .map(([a, d]) => ` ${a}->${d}`)
+        .join("")}; tok/s ${decoded.map((c) => row.tokensPerSecond[c]).join(" / ")}` +
       `${row.trainStep === undefined ? "" : `; step ${versionSteps} kl ${row.trainStep.kl} in ${row.trainStep.seconds} s`}`,
   );
 }
@@ -505,13 +526,14 @@ for (const [i, r] of stream.entries()) {
     const h = hybrid.counts;
     row.hybridSteps = { suffix: h.suffix - hybridBefore.suffix, learned: h.learned - hybridBefore.learned };
   }
-  if (configs.includes("auto")) {
+  for (const a of AUTOS) {
+    if (!configs.includes(a)) continue;
     // As InferenceNode.resolve: the book picks among the offered drafters and none for the domain, and
     // learns from the finished request (InferenceNode.finished: target passes, verified tokens, decode tok/s).
-    const pick = book.choose([...autoCandidates, "none"], r.domain);
+    const pick = books[a].choose([...autoCandidates, "none"], r.domain);
     const run = runs[pick] as Run;
-    const version = pick === "eagle" || pick === "hybrid" ? eagle.version : "";
-    book.record(
+    const version = a === "auto" && (pick === "eagle" || pick === "hybrid") ? eagle.version : "";
+    books[a].record(
       pick,
       version,
       r.domain,
@@ -519,9 +541,10 @@ for (const [i, r] of stream.entries()) {
       run.verifiedTokens,
       run.decodeTokens / run.decodeSeconds,
     );
-    row.autoPicked = pick;
-    row.perPass.auto = row.perPass[pick];
-    row.tokensPerSecond.auto = row.tokensPerSecond[pick];
+    row.picked ??= {};
+    row.picked[a] = pick;
+    row.perPass[a] = row.perPass[pick];
+    row.tokensPerSecond[a] = row.tokensPerSecond[pick];
   }
 
   // The finished request feeds the fleet: the suffix tree and the trainer's buffer. The trace is the
@@ -576,7 +599,7 @@ for (const [i, r] of stream.entries()) {
   done(row);
 }
 
-const shown: ConfigName[] = [...decoded, ...(configs.includes("auto") ? (["auto"] as const) : [])];
+const shown: ConfigName[] = [...decoded, ...AUTOS.filter((a) => configs.includes(a))];
 /** Harmonic mean: each request made the same number of decode tokens, so this is the ratio of sums. */
 const harmonic = (xs: readonly number[]) => xs.length / xs.reduce((n, x) => n + 1 / x, 0);
 
@@ -590,12 +613,17 @@ function aggregate(from: number, to: number) {
   for (const c of shown) {
     perPass[c] = round(harmonic(w.map((x) => x.perPass[c] as number)), 3);
     tokensPerSecond[c] = round(harmonic(w.map((x) => x.tokensPerSecond[c] as number)), 1);
-    if (c !== "none" && c !== "auto")
+    if (c !== "none" && !isAuto(c))
       draftMsPerPass[c] = round(w.reduce((n, x) => n + (x.draftMsPerPass[c] ?? 0), 0) / w.length, 3);
   }
   for (const c of shown) speedup[c] = round((tokensPerSecond[c] ?? 0) / (tokensPerSecond.none ?? 1), 3);
-  const picks: Record<string, number> = {};
-  for (const x of w) if (x.autoPicked !== undefined) picks[x.autoPicked] = (picks[x.autoPicked] ?? 0) + 1;
+  const picks: Partial<Record<AutoName, Record<string, number>>> = {};
+  for (const x of w)
+    for (const [a, d] of Object.entries(x.picked ?? {}) as [AutoName, DrafterKind][]) {
+      const m = picks[a] ?? {};
+      m[d] = (m[d] ?? 0) + 1;
+      picks[a] = m;
+    }
   return {
     requests: `${from}-${to - 1}`,
     domain: [...new Set(w.map((x) => x.domain))].join("+"),
@@ -721,6 +749,7 @@ emit(
       hybrid:
         "HybridDrafter(suffix, eagle), default options; budget as suffix, eagle chain capped at its depth",
       auto: { book: "services/inference AcceptanceBook(seed 1)", candidates: [...autoCandidates, "none"] },
+      "auto-pooled": "auto's book and candidates, every drafter recorded under one version",
     },
     trainer: {
       ...trainerOptions,

@@ -59,7 +59,7 @@ for (const file of inputs) {
   for (const s of r.stream.shifts) shifts.push({ run, request: s.at - 0.5, label: `${s.from} -> ${s.to}` });
 }
 
-const order = ["suffix", "eagle", "static", "draft-model", "hybrid", "auto"];
+const order = ["suffix", "eagle", "static", "draft-model", "hybrid", "auto", "auto-pooled"];
 const color = { field: "config", type: "nominal", sort: order, title: "drafter" } as const;
 // The static head is the eagle head until the first shift: dashed, so the two lines stay apart after it.
 const strokeDash = { condition: { test: "datum.config === 'static'", value: [5, 3] }, value: [1, 0] };
