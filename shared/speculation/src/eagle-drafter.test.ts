@@ -289,3 +289,29 @@ test("eagle drafter - a node swapping heads all day holds two, not one per versi
   );
   drafter.release("swaps");
 });
+
+test("eagle drafter - after a swap the batch re-primes a few sequences a step: the rest draft nothing until their turn", async () => {
+  const drafter = new EagleDrafter(head(70), {
+    mode: "chain",
+    depth: 2,
+    reprimeRows: 8,
+    reprimeRowsPerStep: 16,
+  });
+  const seqs = Array.from(
+    { length: 6 },
+    (_, i) => new ManualSequence(`r${i}`, [...PROMPT, 400 + i], drafter),
+  );
+  for (const s of seqs) await s.prefill();
+  const drafting = async () => {
+    const ps = await drafter.propose(seqs.map((seq, i) => ({ seq, budget: 2, rng: new Rng(i) })));
+    for (const [i, seq] of seqs.entries()) await seq.verify(ps[i] as Proposal);
+    return ps.filter((p) => p.tokens.length > 0).length;
+  };
+  assert.equal(await drafting(), 6, "before the swap every sequence drafts");
+  drafter.swap(head(71));
+  // 16 rows a step, 8 per sequence: two sequences re-prime and draft per step, the others wait their turn.
+  assert.equal(await drafting(), 2);
+  assert.equal(await drafting(), 4);
+  assert.equal(await drafting(), 6);
+  for (const s of seqs) drafter.release(s.id);
+});

@@ -38,6 +38,8 @@ import { bestFirstProposal, chainProposal, type DraftNode } from "./eagle-tree.j
 export const DEFAULT_EAGLE_FEATURE_WINDOW = 64;
 /** Recent rows a swapped-in head is re-primed with per sequence (its context grows again from there). */
 export const DEFAULT_EAGLE_REPRIME_ROWS = 16;
+/** Re-primed rows per step over all sequences: four sequences' worth. */
+export const DEFAULT_EAGLE_REPRIME_ROWS_PER_STEP = 64;
 
 export interface EagleDrafterOptions {
   /** "chain" (default) or a top-k "tree". */
@@ -54,6 +56,12 @@ export interface EagleDrafterOptions {
    * feature window at once made the step after a swap stall a batch of 16 for half a second on the CPU.
    */
   reprimeRows?: number;
+  /**
+   * Rows re-primed per propose() over all sequences (default DEFAULT_EAGLE_REPRIME_ROWS_PER_STEP): after a
+   * swap, sequences past it draft nothing this step and re-prime in the next ones, so no step pays for the
+   * whole batch's re-priming at once (bench/results/hot-swap-load.md).
+   */
+  reprimeRowsPerStep?: number;
   /** The head's KV pool, shared by all sequences (default 256 blocks of 16). */
   numBlocks?: number;
   blockSize?: number;
@@ -67,6 +75,8 @@ interface SeqState {
   featEnd: number;
   /** The sequence position of the head's KV position 0. */
   headBase: number;
+  /** Its head context was dropped (a swap): propose() re-primes it within the step's budget, observe() not. */
+  awaitsReprime: boolean;
 }
 
 interface Draft {
@@ -98,6 +108,7 @@ export class EagleDrafter implements Drafter {
   private readonly topK: number;
   private readonly window: number;
   private readonly reprimeRows: number;
+  private readonly reprimeRowsPerStep: number;
   private readonly numBlocks: number;
   private readonly blockSize: number;
 
@@ -108,6 +119,7 @@ export class EagleDrafter implements Drafter {
     this.topK = options.topK ?? 4;
     this.window = options.featureWindow ?? DEFAULT_EAGLE_FEATURE_WINDOW;
     this.reprimeRows = options.reprimeRows ?? DEFAULT_EAGLE_REPRIME_ROWS;
+    this.reprimeRowsPerStep = options.reprimeRowsPerStep ?? DEFAULT_EAGLE_REPRIME_ROWS_PER_STEP;
     this.numBlocks = options.numBlocks ?? 256;
     this.blockSize = options.blockSize ?? 16;
     for (const [key, v] of Object.entries({
@@ -115,6 +127,7 @@ export class EagleDrafter implements Drafter {
       topK: this.topK,
       featureWindow: this.window,
       reprimeRows: this.reprimeRows,
+      reprimeRowsPerStep: this.reprimeRowsPerStep,
     })) {
       if (!(Number.isInteger(v) && v >= 1))
         throw new RangeError(`eagle drafter: ${key} must be a positive integer, got ${v}`);
@@ -151,6 +164,7 @@ export class EagleDrafter implements Drafter {
         featStart: 0,
         featEnd: 0,
         headBase: 0,
+        awaitsReprime: false,
       };
       this.seqs.set(seq.id, s);
     }
@@ -188,8 +202,9 @@ export class EagleDrafter implements Drafter {
     const drafts: Draft[] = [];
     try {
       const roots: { draft: Draft; from: number; rows: number }[] = [];
+      const reprime = { left: this.reprimeRowsPerStep };
       requests.forEach((req, index) => {
-        const started = this.start(req, index);
+        const started = this.start(req, index, reprime);
         if (started !== undefined) roots.push(started);
       });
       if (roots.length === 0) return out;
@@ -228,6 +243,7 @@ export class EagleDrafter implements Drafter {
     for (const [id, s] of this.seqs) {
       this.kv.free(id);
       s.headBase = s.featStart;
+      s.awaitsReprime = true;
       if (!keep) {
         s.feats = new Float32Array(this.window * head.featureWidth);
         s.featStart = s.featEnd;
@@ -248,6 +264,7 @@ export class EagleDrafter implements Drafter {
    * that one for its logits), writing their K/V; `data` holds the features of positions [first, end).
    */
   private prime(seq: SequenceView, s: SeqState, data: Float32Array, first: number, end: number): void {
+    if (s.awaitsReprime) return;
     const id = seq.id;
     const width = this.head.featureWidth;
     if (this.kv.numTokens(id) === 0) s.headBase = s.featStart < s.featEnd ? s.featStart : first;
@@ -285,7 +302,11 @@ export class EagleDrafter implements Drafter {
   }
 
   /** The request's draft and the committed rows its root pass runs, or undefined for an empty proposal. */
-  private start(req: DraftRequest, index: number): { draft: Draft; from: number; rows: number } | undefined {
+  private start(
+    req: DraftRequest,
+    index: number,
+    reprime: { left: number },
+  ): { draft: Draft; from: number; rows: number } | undefined {
     const id = req.seq.id;
     const s = this.seqs.get(id);
     const last = req.seq.tokens.length - 2;
@@ -297,6 +318,10 @@ export class EagleDrafter implements Drafter {
     const restart = Math.max(s.featStart, last + 1 - this.reprimeRows);
     let from = s.headBase + this.kv.numTokens(id);
     if (this.kv.numTokens(id) === 0 || from < s.featStart || from > last) {
+      // This step's re-priming is spent: the sequence drafts nothing now and re-primes at a later step.
+      if (last + 1 - restart > reprime.left) return undefined;
+      reprime.left -= last + 1 - restart;
+      s.awaitsReprime = false;
       this.kv.free(id);
       s.headBase = restart;
       from = restart;
