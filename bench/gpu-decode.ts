@@ -2,7 +2,7 @@
 //   node --conditions=source --import tsx bench/gpu-decode.ts --model DIR [--batch 1,16] [--prompt 32]
 //        [--new 128] [--runs 2] [--warmup-new 16] [--budget-s 60] [--breakdown-steps 32] [--submit-every N]
 //        [--host-ids] [--dawn OPTION,...] [--few-rows auto|matvec|skinny] [--skinny-splits auto|N]
-//        [--no-fused-argmax] [--profile] [--out FILE]
+//        [--no-fused-argmax] [--prefetch] [--profile] [--out FILE]
 // On the GPU machine it runs as an esbuild bundle (bench/gpu-run.sh). DIR is a Hugging Face directory; a
 // tokenizer is not needed (config.json + *.safetensors is enough).
 //
@@ -58,7 +58,9 @@ for (let i = argv.indexOf("--dawn"); i >= 0; i = argv.indexOf("--dawn")) {
   dawnOptions.push(v);
   argv.splice(i, 2);
 }
-const args = parseArgs(argv, new Set(["profile", "host-ids", "no-fused-argmax"]));
+const args = parseArgs(argv, new Set(["profile", "host-ids", "no-fused-argmax", "prefetch"]));
+// --prefetch: one-row products read the next product's weights into L2 (WebGpuBackendOptions.prefetch).
+const prefetch = args.has("prefetch");
 // --no-fused-argmax: the two-pass argmax after the LM head (WebGpuBackendOptions.fuseArgmax false).
 const fuseArgmax = !args.has("no-fused-argmax");
 // --few-rows auto|matvec|skinny: which program products of 2-16 rows take (WebGpuBackendOptions.fewRows).
@@ -185,7 +187,14 @@ async function profileRun(source: Parameters<typeof Model.load>[1], batch: numbe
     label: "gpu-decode profile",
     dawnOptions: [...dawnOptions, "disable-dawn-features=timestamp_quantization"],
   });
-  const pbe = createWebGpuBackend(dev, { profile: true, submitEvery, fewRows, skinnySplits, fuseArgmax });
+  const pbe = createWebGpuBackend(dev, {
+    profile: true,
+    submitEvery,
+    fewRows,
+    skinnySplits,
+    fuseArgmax,
+    prefetch,
+  });
   try {
     const model = Model.load(decodingBackend(pbe), source);
     await breakdown(pbe, model, batch, 4);
@@ -227,6 +236,7 @@ const be = createWebGpuBackend(device, {
   fewRows,
   skinnySplits,
   fuseArgmax,
+  prefetch,
   ...(submitArg === undefined ? {} : { submitEvery: Number(submitArg) }),
 });
 const submitEvery = be.submitEvery;
@@ -332,6 +342,7 @@ try {
       few_rows: fewRows,
       skinny_splits: skinnySplits,
       fused_argmax: fuseArgmax,
+      prefetch,
       dawn_options: dawnOptions,
       read_seconds: round(readSeconds, 2),
       upload_seconds: round(uploadSeconds, 2),

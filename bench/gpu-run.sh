@@ -22,7 +22,10 @@
 # that change of round 5 off: the skinny program never split over k (--skinny-splits 0), the two-pass argmax
 # (--no-fused-argmax), or both; with BENCH_BEFORE and BENCH_SPEC the earlier engine's
 # spec-decode (.gpu/before/spec-decode.mjs) runs too. BENCH_LLAMA_CPP=1 builds llama.cpp's CUDA backend from
-# .gpu/llama-src.tar.xz and runs it on the same 0.6B-shaped weights (bench/gpu-llama-cpp.sh).
+# .gpu/llama-src.tar.xz and runs it on the same 0.6B-shaped weights (bench/gpu-llama-cpp.sh). BENCH_SKIP="parity
+# tiny qwen" leaves out those default steps (a second call on a warm machine); the 0.6B-shaped weights are
+# made only where they are not already. BENCH_PREFETCH=1 adds a 0.6B-shape run with --prefetch (and its
+# batch-1 kernel profile with BENCH_PROFILE).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,7 +35,7 @@ if [ "${1:-}" = "--bundle" ]; then
   # `require` for the CommonJS dependencies esbuild inlines.
   for src in bench/gpu-decode.ts bench/gpu-parity.ts bench/spec-decode.ts bench/gpu-matvec.ts \
     shared/engine/src/backends/conformance.test.ts shared/engine/src/backends/webgpu/skinny-split.test.ts \
-    shared/engine/src/backends/webgpu/argmax-fused.test.ts; do
+    shared/engine/src/backends/webgpu/argmax-fused.test.ts shared/engine/src/backends/webgpu/prefetch.test.ts; do
     name=$(basename "$src" .ts)
     npx esbuild "$src" --bundle --platform=node --format=esm --target=node20 \
       --conditions=source --external:webgpu \
@@ -131,27 +134,44 @@ source .gpu/env.sh
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.memory --format=csv
 python3 -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'
 grep -m1 'model name' /proc/cpuinfo
+if [ -n "${BENCH_LLAMA_CPP:-}" ]; then # its build runs in the background until the engine's benchmarks start
+  step 60 "llama.cpp: configure, start the build" bash bench/gpu-llama-cpp.sh start
+fi
 if [ -n "${BENCH_CONFORMANCE:-}" ]; then # every conformance case of the webgpu rows, on this adapter
   export SPECLOOP_CONFORMANCE_BACKENDS=webgpu,webgpu-skinny,webgpu-nosubgroups
   step 150 "conformance: webgpu rows" \
     sh -c 'node .gpu/app/conformance.test.mjs > "$0/conformance.tap" 2>&1; s=$?; grep -E "^# (tests|pass|fail)|^    not ok" "$0/conformance.tap"; exit $s' "$RES"
-  for t in skinny-split argmax-fused; do
+  for t in skinny-split argmax-fused prefetch; do
     step 60 "$t test" \
       sh -c 'node ".gpu/app/$1.test.mjs" > "$0/$1.tap" 2>&1; s=$?; grep -E "^# (tests|pass|fail)|not ok" "$0/$1.tap"; exit $s' "$RES" "$t"
   done
 fi
-step 60 "webgpu parity with transformers, every checkpoint" \
+skipped() { [[ " ${BENCH_SKIP:-} " == *" $1 "* ]]; }
+skipped parity || step 60 "webgpu parity with transformers, every checkpoint" \
   node .gpu/app/gpu-parity.mjs --out "$RES/gpu-parity.json"
-step 40 "random Qwen3-0.6B-shape weights" \
+[ -f "$QWEN/config.json" ] || step 40 "random Qwen3-0.6B-shape weights" \
   python3 tools/test-checkpoints/qwen3-0.6b-shape/make_random_weights.py --out "$QWEN"
-step 70 "engine webgpu: tiny-code" \
+if [ -n "${BENCH_LLAMA_CPP:-}" ]; then
+  step 400 "llama.cpp: wait for the build" bash bench/gpu-llama-cpp.sh wait
+fi
+skipped tiny || step 70 "engine webgpu: tiny-code" \
   node .gpu/app/gpu-decode.mjs --model models/tiny-code --new "$NEW" --budget-s 30 --out "$RES/gpu-tiny-code.json"
-step 170 "engine webgpu: qwen3-0.6b-shape" \
+skipped qwen || step 170 "engine webgpu: qwen3-0.6b-shape" \
   node .gpu/app/gpu-decode.mjs --model "$QWEN" --new "$NEW" --budget-s 60 --out "$RES/gpu-qwen3-0.6b-shape.json"
 if [ -n "${BENCH_BEFORE:-}" ]; then # the earlier engine on the same card and weights
   echo "before: $(cat .gpu/before/COMMIT 2>/dev/null)"
   step 170 "engine webgpu (before): qwen3-0.6b-shape" \
     node .gpu/before/gpu-decode.mjs --model "$QWEN" --new "$NEW" --budget-s 60 --out "$RES/gpu-qwen3-0.6b-shape-before.json"
+fi
+if [ -n "${BENCH_PREFETCH:-}" ]; then # one-row products prefetching the next product's weights into L2
+  step 170 "engine webgpu: qwen3-0.6b-shape, prefetch" \
+    node .gpu/app/gpu-decode.mjs --model "$QWEN" --new "$NEW" --budget-s 60 --prefetch \
+    --out "$RES/gpu-qwen3-0.6b-shape-prefetch.json"
+  if [ -n "${BENCH_PROFILE:-}" ]; then
+    step 120 "engine webgpu: qwen3-0.6b-shape, prefetch, kernel profile" \
+      node .gpu/app/gpu-decode.mjs --model "$QWEN" --new 32 --runs 1 --breakdown-steps 24 --profile --prefetch \
+      --batch 1 --out "$RES/gpu-qwen3-0.6b-shape-prefetch-profile.json"
+  fi
 fi
 for off in ${BENCH_OFF:-}; do # this round's changes off, one at a time or all
   case $off in
@@ -214,6 +234,9 @@ if [ -n "${BENCH_SPEC:-}" ]; then # speculative decoding (suffix, draft model, o
       node .gpu/before/spec-decode.mjs --backend webgpu --batch 1,16 --runs 2 --min-prob 0.5 --measure 32 \
       --out "$RES/spec-decode-webgpu-before.json"
   fi
+fi
+if [ -n "${BENCH_LLAMA_CPP:-}" ]; then # on the same card and weights as the engine's runs above
+  step 240 "llama.cpp CUDA: qwen3-0.6b-shape, batch 1 and 16" bash bench/gpu-llama-cpp.sh run "$QWEN" "$RES"
 fi
 if [ -n "${BENCH_ENGINE_ONLY:-}" ]; then # transformers' side unchanged since its last recording
   echo "=== done $(date -u +%T)"

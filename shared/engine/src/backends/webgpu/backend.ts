@@ -98,6 +98,11 @@ export interface WebGpuBackendOptions {
    * them is one small dispatch (default true; false: the two-pass argmax, for before/after benchmarks).
    */
   fuseArgmax?: boolean;
+  /**
+   * One-row products also read the next product's weights into the L2 cache with extra workgroups (default
+   * false), so that each product of a decode step at batch 1 finds its weights there (Recorder.prefetch).
+   */
+  prefetch?: boolean;
 }
 
 /**
@@ -151,6 +156,7 @@ export class WebGpuBackend implements Backend {
     this.rec.fewRows = options.fewRows ?? "auto";
     this.rec.skinnySplits = options.skinnySplits ?? "auto";
     this.rec.fuseArgmax = options.fuseArgmax ?? true;
+    this.rec.prefetch = options.prefetch ?? false;
     if (options.profile) {
       if (!gpu.features.has("timestamp-query"))
         throw new RangeError("webgpu backend: profiling needs the timestamp-query feature");

@@ -117,6 +117,15 @@ export class Recorder {
   skinnySplits: "auto" | number = "auto";
   /** One-row products of ARGMAX_FUSED_MIN_OUTPUTS or more write argmax partials too (ops/matmul.ts). */
   fuseArgmax = true;
+  /**
+   * One-row products read the next product's weights into the GPU's L2 cache with extra workgroups
+   * (ops/matmul.ts, MatvecSpec.prefetch), the next product being the one that followed this one in the last
+   * step (see prefetchTarget).
+   */
+  prefetch = false;
+  /** The weights of each product of this step and the last, in order (see prefetchTarget). */
+  private productWeights: GPUBuffer[][] = [];
+  private lastProductWeights: GPUBuffer[][] = [];
   /** The pipeline last set on the open pass (a pass starts with none). */
   private passPipeline: GPUComputePipeline | null = null;
   /** The most threads of a one-dimensional workgroup, and its workgroup memory (the device's limits). */
@@ -143,6 +152,20 @@ export class Recorder {
     this.maxWorkgroupBytes = l.maxComputeWorkgroupStorageSize;
     this.pool = new BufferPool(device, "specloop pool");
     this.arenaAlign = Math.max(16, device.limits.minUniformBufferOffsetAlignment);
+  }
+
+  /**
+   * Notes `weights` as this step's next product and returns the weights of the product that followed it in
+   * the last step (the first product's after the last one: the next step's), or null. A decode step records
+   * the same products in the same order each time, so this is the product recorded next; where it is not
+   * (another model's step), it is weights that stay resident, read for nothing.
+   */
+  prefetchTarget(weights: readonly GPUBuffer[]): GPUBuffer[] | null {
+    const j = this.productWeights.length;
+    this.productWeights.push(weights.slice());
+    const last = this.lastProductWeights;
+    if (last.length === 0) return null;
+    return (j + 1 < last.length ? last[j + 1] : last[0]) ?? null;
   }
 
   pipelineCount(): number {
@@ -386,6 +409,10 @@ export class Recorder {
     this.submit(encoder);
     // A read ends a step (a decode step's argmax): the next dispatch is dispatch 0 of the next step.
     this.stepDispatches = 0;
+    if (this.productWeights.length > 0) {
+      this.lastProductWeights = this.productWeights;
+      this.productWeights = [];
+    }
     await staging.mapAsync(GPUMapMode.READ, 0, staging.size);
     const out = staging.getMappedRange(0, staging.size).slice(0, bytes);
     staging.unmap();

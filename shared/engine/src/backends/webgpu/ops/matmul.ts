@@ -94,6 +94,15 @@ export function matvecShape(m: number, rows: number, sg: number): MatvecShape {
   return { outs, tpr };
 }
 
+/**
+ * Prefetch (Recorder.prefetch): the next product's weights are read only up to this size (an LM head's 300
+ * MB would not stay in a 50 MB L2), each prefetching thread reading about this many 16-byte words.
+ */
+const PREFETCH_MAX_BYTES = 32 * 1024 * 1024;
+const PREFETCH_WORDS_PER_THREAD = 16;
+/** Params of a dispatch without prefetch: no prefetch workgroups. */
+const NO_PREFETCH: readonly number[] = [0xffffffff, 0, 0, 0, 0];
+
 /** The matrix-vector program's workgroups per chunk of rows for m outputs (matvecShape's layout). */
 function matvecBlocks(m: number, rows: number, subgroupSize: number): number {
   const sg = subgroupSize >= 4 && subgroupSize <= 128 ? subgroupSize : 0;
@@ -164,7 +173,7 @@ export function dispatchMatvec(
   if (opts.biases) for (const b of opts.biases) buffers.push(b.buffer);
   if (opts.residual) buffers.push(gpuBuf(opts.residual));
   if (opts.argmax) buffers.push(opts.argmax.values, opts.argmax.indices);
-  const params = (blocks: number, splits = 1) =>
+  const params = (blocks: number, splits = 1, pf: readonly number[] = NO_PREFETCH) =>
     new ParamBlock()
       .u32(k)
       .u32(m)
@@ -175,7 +184,12 @@ export function dispatchMatvec(
       .u32(opts.m1 ?? 0)
       .f32(opts.norm?.eps ?? 0)
       .u32(blocks)
-      .u32(splits);
+      .u32(splits)
+      .u32(pf[0] as number)
+      .u32(pf[1] as number)
+      .u32(pf[2] as number)
+      .u32(pf[3] as number)
+      .u32(pf[4] as number);
   const full = Math.floor(k / 8);
   const rowChunks = Math.ceil(n / rows);
   const perLane = m >= SKINNY_TWO_PER_LANE ? 2 : 1;
@@ -257,15 +271,35 @@ export function dispatchMatvec(
     vec: k % 8 === 0,
     sg,
     argmax: opts.argmax !== undefined,
+    prefetch: 0,
   };
-  const program = matvecProgram(spec);
   const mvBlocks = Math.ceil(m / ((MATVEC_WG / tpr) * perGroup));
+  let pf = NO_PREFETCH;
+  let pfGroups = 0;
+  if (rec.prefetch && rows === 1 && opts.shape === undefined) {
+    const target = rec.prefetchTarget(weights.map((wt) => wt.buffer));
+    const words = target?.map((b) => Math.floor(b.size / 16)) ?? [];
+    const total = words.reduce((a, b) => a + b, 0);
+    if (
+      target &&
+      total > 0 &&
+      total * 16 <= PREFETCH_MAX_BYTES &&
+      buffers.length + target.length <= rec.device.limits.maxStorageBuffersPerShaderStage
+    ) {
+      pfGroups = Math.ceil(total / (MATVEC_WG * PREFETCH_WORDS_PER_THREAD));
+      const ends = words.map((_, i) => words.slice(0, i + 1).reduce((a, b) => a + b, 0));
+      pf = [mvBlocks * rowChunks, pfGroups, ends[0] ?? 0, ends[1] ?? 0, ends[2] ?? 0];
+      buffers.push(...target);
+      spec.prefetch = target.length;
+    }
+  }
+  const program = matvecProgram(spec);
   rec.dispatch({
     key: program.key,
     wgsl: program.wgsl,
-    params: params(mvBlocks),
+    params: params(mvBlocks, 1, pf),
     buffers,
-    workgroups: mvBlocks * rowChunks,
+    workgroups: mvBlocks * rowChunks + pfGroups,
   });
 }
 

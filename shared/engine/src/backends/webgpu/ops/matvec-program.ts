@@ -50,6 +50,13 @@ export interface MatvecSpec {
    * gives each row's argmax.
    */
   argmax: boolean;
+  /**
+   * Buffers (0-3) whose contents extra workgroups read after the product's own (the workgroups from
+   * params.pfFirst on): the next product's weights, brought into the L2 cache while this one runs, so that
+   * the next one waits on the cache rather than on memory (one-row products are bound by that latency, not
+   * by bandwidth). Nothing read is used.
+   */
+  prefetch: number;
 }
 
 /** The per-row values a thread accumulates: name and how many (per output for the products). */
@@ -226,6 +233,8 @@ var<workgroup> amI: array<u32, ${MATVEC_WG / spec.tpr}>;`,
     }
     weight = (o, chunk) => `w8(rc${o} + ${chunk})`;
   }
+  for (let i = 0; i < spec.prefetch; i++)
+    decls.push(`@group(0) @binding(${nextBinding++}) var<storage, read> pf${i}: array<vec4<u32>>;`);
   const red = reduceAndStore(spec);
   const xDecl = vec
     ? `@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
@@ -325,7 +334,10 @@ ${F8_STRUCT}
 // m: outputs in all; m0, m1: the sizes of the q and k segments (qkv mode only); eps: the fused RMSNorm's;
 // blocks: workgroups per chunk of R rows (workgroup w takes outputs of block w % blocks, rows of chunk
 // w / blocks).
-struct Params { k: u32, m: u32, chunks: u32, full: u32, n: u32, m0: u32, m1: u32, eps: f32, blocks: u32 }
+// splits: unused here (skinny-program.ts's); pfFirst, pfCount: the first prefetch workgroup and how many;
+// pfEnd0..2: where each prefetched buffer ends, in 16-byte words of their concatenation.
+struct Params { k: u32, m: u32, chunks: u32, full: u32, n: u32, m0: u32, m1: u32, eps: f32, blocks: u32,
+                splits: u32, pfFirst: u32, pfCount: u32, pfEnd0: u32, pfEnd1: u32, pfEnd2: u32 }
 @group(0) @binding(0) var<uniform> params: Params;
 ${xDecl}
 ${decls.join("\n")}
@@ -338,6 +350,28 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         @builtin(local_invocation_index) lid: u32) {
   let t = lid % ${tpr}u;
   let wg = linearWorkgroup(wid, nwg);
+  ${
+    spec.prefetch > 0
+      ? `if (wg >= params.pfFirst) {
+    // A prefetch workgroup (the same for all its threads, so returning keeps the barriers below uniform).
+    var h = 0u;
+    for (var i = (wg - params.pfFirst) * ${MATVEC_WG}u + lid; i < params.pfEnd${spec.prefetch - 1}; i += params.pfCount * ${MATVEC_WG}u) {
+      var q: vec4<u32>;
+      ${range(spec.prefetch)
+        .map((b) =>
+          b === 0
+            ? "if (i < params.pfEnd0) { q = pf0[i]; }"
+            : `else if (i < params.pfEnd${b}) { q = pf${b}[i - params.pfEnd${b - 1}]; }`,
+        )
+        .join("\n      ")}
+      h ^= q.x ^ q.y ^ q.z ^ q.w;
+    }
+    // Never true (pfFirst is a real workgroup index): a use of h, so that the loads are made.
+    if (params.pfFirst == 0xffffffffu && h == 1u) { ${mode === "qkv" ? "yq" : "y"}[0] = 0.0; }
+    return;
+  }`
+      : ""
+  }
   // This workgroup's rows: rb .. rb + nr. The spare workgroups of a split over y have none; rb is the same
   // for the whole workgroup, so returning keeps the barriers below in uniform control flow.
   let rb = (wg / params.blocks) * R;
@@ -399,11 +433,12 @@ export function matvecProgram(spec: MatvecSpec): { key: string; wgsl: () => stri
   code = code * 2 + (spec.vec ? 1 : 0);
   code = code * 256 + spec.sg;
   code = code * 2 + (spec.argmax ? 1 : 0);
+  code = code * 4 + spec.prefetch;
   let p = programs.get(code);
   if (!p) {
     const s = { ...spec };
     p = {
-      key: `matvec:${s.mode}:${s.rows}x${s.outs}:${s.dtype}:${s.bias}:${s.residual}:${s.norm}:${s.tpr}:${s.vec}:${s.sg}${s.argmax ? ":argmax" : ""}`,
+      key: `matvec:${s.mode}:${s.rows}x${s.outs}:${s.dtype}:${s.bias}:${s.residual}:${s.norm}:${s.tpr}:${s.vec}:${s.sg}${s.argmax ? ":argmax" : ""}${s.prefetch ? `:pf${s.prefetch}` : ""}`,
       wgsl: () => matvecWgsl(s),
     };
     programs.set(code, p);
