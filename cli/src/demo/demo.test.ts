@@ -61,15 +61,15 @@ describe("demo", () => {
     assert.equal(t.perNode.get("node-1"), 6);
   });
 
-  it("demo - the workload: each domain for a phase, in order, cycling; three eagle requests in five", () => {
+  it("demo - the workload: each domain for a phase, in order, cycling; two eagle requests and one hybrid in five", () => {
     assert.deepEqual(
       [0, 9, 10, 25, 29, 30].map((i) => domainAt(i, 10)),
       ["python", "python", "c", "prose", "prose", "python"],
     );
     assert.deepEqual(DEMO_DOMAINS, ["python", "c", "prose"]);
     const five = [0, 1, 2, 3, 4].map(drafterAt);
-    assert.equal(five.filter((d) => d === "eagle").length, 3);
-    assert.deepEqual([...new Set(five)].sort(), ["eagle", "none", "suffix"]);
+    assert.equal(five.filter((d) => d === "eagle").length, 2);
+    assert.deepEqual([...new Set(five)].sort(), ["eagle", "hybrid", "none", "suffix"]);
   });
 
   it("demo - a report names each version with its status and tokens/pass; the screen has the decisions", () => {

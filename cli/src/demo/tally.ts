@@ -113,7 +113,7 @@ export class DemoTally {
         domains: [...byDomain.keys()],
       });
     }
-    const order = (r: TallyRow) => (r.drafter === "none" ? 0 : r.drafter === "suffix" ? 1 : 2);
+    const order = (r: TallyRow) => ["none", "suffix", "hybrid", "eagle"].indexOf(r.drafter);
     return out.sort((a, b) => order(a) - order(b) || a.version.localeCompare(b.version));
   }
 }

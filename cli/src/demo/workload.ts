@@ -1,16 +1,17 @@
 // What the demo sends: the bundled prompts of models/<name>/prompts, one domain at a time (python, then c,
 // then prose, then python again), each request's drafter from a fixed pattern, so every stretch of traffic
 // carries the learned head (most of it: its traces train the next version and its tok/s feed the gate),
-// the suffix drafter (the day-0 speculator it competes with) and plain decoding (the speed to beat).
+// the hybrid (suffix where its match is strong, the learned head elsewhere), the suffix drafter (the day-0
+// speculator it competes with) and plain decoding (the speed to beat).
 import { loadBundledPrompts } from "@specloop/engine";
 
 export const DEMO_DOMAINS = ["python", "c", "prose"] as const;
 export type DemoDomain = (typeof DEMO_DOMAINS)[number];
 
-export type DemoDrafter = "eagle" | "suffix" | "none";
+export type DemoDrafter = "eagle" | "hybrid" | "suffix" | "none";
 
-/** One request in five decodes plainly, one drafts with the suffix tree, three with the eagle head. */
-export const DRAFTER_PATTERN: readonly DemoDrafter[] = ["eagle", "none", "eagle", "suffix", "eagle"];
+/** One request in five decodes plainly, one drafts with the suffix tree, one with the hybrid, two with eagle. */
+export const DRAFTER_PATTERN: readonly DemoDrafter[] = ["eagle", "none", "hybrid", "suffix", "eagle"];
 
 /** The domain of the request at `index`: `phaseRequests` requests each, in DEMO_DOMAINS order, cycling. */
 export function domainAt(index: number, phaseRequests: number): DemoDomain {
