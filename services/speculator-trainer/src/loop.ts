@@ -77,6 +77,8 @@ export class TrainerLoop {
   private readonly samples = new Map<string, GateSample[]>();
   private canarySince = new Map<string, number>();
   private newSamples = 0;
+  /** The live version a wanted rollback was last refused for (logged once, not at every judgement). */
+  private rollbackRefusedFor = "";
   private appliedConfig = "";
   private running: Promise<void> | undefined;
   private stopped = false;
@@ -276,11 +278,14 @@ export class TrainerLoop {
         this.options.onDecision?.("rollback", retired.id, d);
         return true;
       } catch (err) {
-        // No previous version to go back to (day 0 collapsing): say so, keep serving.
-        this.options.logger.warn(
-          { err: (err as Error).message },
-          "trainer: rollback wanted but not possible",
-        );
+        // No previous version to go back to (day 0 collapsing): say so once per live version, keep serving.
+        if (this.rollbackRefusedFor !== live.id) {
+          this.rollbackRefusedFor = live.id;
+          this.options.logger.warn(
+            { live: live.id, reason: d.reason, err: (err as Error).message },
+            "trainer: rollback wanted but not possible",
+          );
+        }
       }
     }
     return false;
