@@ -1,7 +1,14 @@
 #!/usr/bin/env node
 // The speculator-trainer's process: `node services/speculator-trainer/dist/main.js` (npm start runs it).
 import { dirname, join, resolve } from "node:path";
-import { connectBus, ManifestSigner, provisionBus, SpeculatorRegistry } from "@specloop/bus";
+import {
+  type Bus,
+  connectBus,
+  ManifestSigner,
+  provisionBus,
+  readRecentTraces,
+  SpeculatorRegistry,
+} from "@specloop/bus";
 import { SERVICE_NAMES, SpeculatorTrainerService } from "@specloop/proto";
 import { type Logger, runService, TokenAuth } from "@specloop/runtime";
 import type { Registry } from "prom-client";
@@ -39,6 +46,7 @@ await runService<TrainerConfig>({
       const loop = config.trainer.enabled
         ? await openLoop(config, { lifecycle, state, logger, dataDir: dirname(store.path), metricsRegistry })
         : undefined;
+      if (loop !== undefined) await refillBuffer(bus, loop, state, config, logger);
       const intake = await startTraceIntake(bus, store.db, modelId, logger, config.intake, (trace) =>
         loop?.offer(trace),
       );
@@ -128,4 +136,41 @@ async function openLoop(
     },
   });
   return loop;
+}
+
+/**
+ * A restarted trainer's replay buffer starts from what it had: the model's newest consumed traces, read
+ * back from the stream up to the last one it counted (not counted again; the gate gets their samples too).
+ */
+async function refillBuffer(
+  bus: Bus,
+  loop: TrainerLoop,
+  state: TrainerStateStore,
+  config: TrainerConfig,
+  logger: Logger,
+): Promise<void> {
+  const toSeq = state.get().lastTraceSeq;
+  if (toSeq === 0) return;
+  const capacity = config.trainer.bufferCapacity;
+  const t0 = performance.now();
+  try {
+    const traces = await readRecentTraces(bus, {
+      modelId: config.trainer.modelId,
+      limits: { vocabSize: config.intake.vocabSize, maxTokens: config.intake.maxTokens },
+      toSeq,
+      // Other models share the stream: scan a few times the buffer's worth of messages, no more.
+      scan: 4 * capacity,
+      max: capacity,
+    });
+    for (const t of traces) loop.offer(t);
+    logger.info(
+      { traces: traces.length, toSeq, seconds: (performance.now() - t0) / 1000 },
+      "trainer: replay buffer refilled from the trace stream",
+    );
+  } catch (err) {
+    logger.warn(
+      { err },
+      "trainer: cannot refill the replay buffer from the stream; it fills from new traces",
+    );
+  }
 }

@@ -112,6 +112,8 @@ export {
 export {
   consumeTraces,
   consumeVerdicts,
+  type RecentTracesOptions,
+  readRecentTraces,
   type StreamConsumerOptions,
   type TraceConsumerOptions,
 } from "./subscriptions.js";

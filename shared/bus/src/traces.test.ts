@@ -5,8 +5,8 @@ import { type NatsServer, startNatsServer } from "@specloop/testkit";
 import type { Bus } from "./connection.js";
 import type { RunningConsumer } from "./consumer.js";
 import { InvalidMessageError, MessageTooLargeError } from "./errors.js";
-import { traceSubject } from "./names.js";
-import { consumeTraces } from "./subscriptions.js";
+import { TRACE_STREAM, traceSubject } from "./names.js";
+import { consumeTraces, readRecentTraces } from "./subscriptions.js";
 import {
   openTestBus,
   sampleTrace,
@@ -214,4 +214,48 @@ test("bus traces - chunking splits a long trace under the byte limit", () => {
     [["short:0", true]],
   );
   assert.throws(() => chunkTrace(trace, 200), MessageTooLargeError);
+});
+
+test("bus traces - a model's recent traces read back up to a sequence: whole, newest kept, other models' left out", async () => {
+  const consumersBefore = (await bus.jsm.streams.info(TRACE_STREAM)).state.consumer_count;
+  const acks: number[] = [];
+  for (let i = 0; i < 6; i++) {
+    acks.push((await publishTrace(bus.js, sampleTrace(`recent-${i}`, "recent-model"))).seq);
+    await publishTrace(bus.js, sampleTrace(`other-${i}`, "other-model"));
+  }
+  // One request published in two chunks (a long trace): read back joined.
+  const long = sampleTrace("recent-long", "recent-model", {
+    outputTokenIds: Array.from({ length: 1500 }, (_, i) => 200 + (i % 3000)),
+  });
+  const chunks = chunkTrace(long, 1024);
+  assert.ok(chunks.length > 1, `${chunks.length} chunks`);
+  for (const c of chunks) acks.push((await publishTrace(bus.js, c)).seq);
+  await publishTrace(bus.js, sampleTrace("recent-after", "recent-model"));
+  const toSeq = acks.at(-1) as number;
+  const all = await readRecentTraces(bus, {
+    modelId: "recent-model",
+    limits: testTraceLimits,
+    toSeq,
+    scan: 1000,
+    max: 100,
+  });
+  assert.deepEqual(
+    all.map((t) => t.requestId),
+    ["recent-0", "recent-1", "recent-2", "recent-3", "recent-4", "recent-5", "recent-long"],
+    "this model's traces up to toSeq, in order, the chunked one joined; none after toSeq",
+  );
+  assert.deepEqual(all.at(-1)?.outputTokenIds, long.outputTokenIds);
+  const newest = await readRecentTraces(bus, {
+    modelId: "recent-model",
+    limits: testTraceLimits,
+    toSeq,
+    scan: 1000,
+    max: 2,
+  });
+  assert.deepEqual(
+    newest.map((t) => t.requestId),
+    ["recent-5", "recent-long"],
+  );
+  const info = await bus.jsm.streams.info(TRACE_STREAM);
+  assert.equal(info.state.consumer_count, consumersBefore, "the read leaves no consumer behind");
 });
