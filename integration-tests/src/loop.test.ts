@@ -28,7 +28,7 @@ import {
   TrainingConfig,
   VersionStatus,
 } from "@specloop/proto";
-import { type NatsServer, startNatsServer, type TempDir, tempDir } from "@specloop/testkit";
+import { freePort, type NatsServer, startNatsServer, type TempDir, tempDir } from "@specloop/testkit";
 import { call } from "./harness/grpc.js";
 import { type ServiceProcess, spawnService } from "./harness/service-process.js";
 
@@ -39,6 +39,7 @@ let nats: NatsServer;
 let trainer: ServiceProcess;
 let nodes: ServiceProcess[] = [];
 let trainerEnv: Record<string, string>;
+let trainerMetricsPort = 0;
 const admin = new Metadata();
 admin.set("authorization", `Bearer ${ADMIN_TOKEN}`);
 /** Plain decoding's output per prompt (the first test fills it). */
@@ -78,6 +79,7 @@ function generate(
 
 before(async () => {
   dir = tempDir("specloop-loop-");
+  trainerMetricsPort = await freePort();
   nats = await startNatsServer();
   const keys = writeSigningKey(join(dir.path, "keys"));
   const tokens = join(dir.path, "tokens.yaml");
@@ -88,6 +90,7 @@ before(async () => {
     SPECLOOP_BUS__MANIFESTS__SIGNING_KEY_FILE: keys.keyFile,
     SPECLOOP_SERVER__AUTH__TOKENS_FILE: tokens,
     SPECLOOP_TRAINER__CPU_THREADS: "1",
+    SPECLOOP_SERVER__METRICS_PORT: String(trainerMetricsPort),
     SPECLOOP_TRAINER__EXAMPLE_MAX_TOKENS: "48",
     SPECLOOP_GATE__MIN_SAMPLES: "8",
     // A canary not proven faster within a minute is retired: on this CPU a few training steps rarely make a
@@ -339,6 +342,14 @@ describe("loop - trainer and two nodes as processes", () => {
         (after?.trainingSteps ?? 0) >= (before?.trainingSteps ?? 0) - 2,
         "resumed near its last checkpoint",
       );
+      // Its replay buffer was refilled from the trace stream before any new traffic came.
+      const metrics = await (await fetch(`http://127.0.0.1:${trainerMetricsPort}/metrics`)).text();
+      const buffered = Number(/^specloop_trainer_buffer_traces(?:\{[^}]*\})? (\S+)$/m.exec(metrics)?.[1] ?? "0");
+      const said = `${trainer.output().stdout}${trainer.output().stderr}`
+        .split("\n")
+        .filter((l) => l.includes("replay buffer"))
+        .join("\n");
+      assert.ok(buffered > 0, `the restarted trainer's buffer holds ${buffered} traces; it said: ${said}`);
       for (const p of PROMPTS.slice(0, 3)) await generate(nc, p, Drafter.DRAFTER_EAGLE);
       const list = await call<ListVersionsResponse>((cb) => tc2.listVersions({ statuses: [], limit: 0 }, cb));
       const ids = list.versions.map((v) => v.versionId);
