@@ -28,9 +28,19 @@ interface Cell {
 
 /** Weight of one request in the recent mean. */
 const ALPHA = 0.2;
+/**
+ * Versions kept per (drafter, domain): the newest. A trainer publishes a version every few minutes for as
+ * long as the node runs; the book (and the heartbeat that reports it) must not grow with them.
+ */
+export const VERSIONS_KEPT = 4;
 
 export class AcceptanceBook {
   private readonly cells = new Map<string, Cell>();
+  /**
+   * Recent decode tokens per second per (drafter, domain), over every version: what `auto` chooses by. Per
+   * version, a drafter whose versions change every minute would be judged by its luckiest single request.
+   */
+  private readonly pooled = new Map<string, number>();
   private readonly rng: Rng;
 
   constructor(
@@ -51,6 +61,7 @@ export class AcceptanceBook {
   ): void {
     if (passes === 0) return;
     const key = `${drafter}\u0000${version}\u0000${domain}`;
+    if (!this.cells.has(key)) this.forgetOldVersions(drafter, domain);
     const c = this.cells.get(key) ?? {
       drafter,
       version,
@@ -65,15 +76,23 @@ export class AcceptanceBook {
     c.ewma = c.ewma + ALPHA * (tokens / passes - c.ewma);
     c.tokensPerSecond = c.tokensPerSecond + ALPHA * (decodeTokensPerSecond - c.tokensPerSecond);
     this.cells.set(key, c);
+    const pooledKey = `${drafter}\u0000${domain}`;
+    const p = this.pooled.get(pooledKey);
+    this.pooled.set(
+      pooledKey,
+      p === undefined ? decodeTokensPerSecond : p + ALPHA * (decodeTokensPerSecond - p),
+    );
   }
 
-  /** Recent decode tokens per second of a drafter on a domain (its best version), or undefined if untried. */
+  /** Makes room for a new version of (drafter, domain): the oldest go past VERSIONS_KEPT - 1. */
+  private forgetOldVersions(drafter: DrafterKind, domain: string): void {
+    const same = [...this.cells.entries()].filter(([, c]) => c.drafter === drafter && c.domain === domain);
+    for (const [key] of same.slice(0, Math.max(0, same.length - (VERSIONS_KEPT - 1)))) this.cells.delete(key);
+  }
+
+  /** Recent decode tokens per second of a drafter on a domain (all its versions), or undefined if untried. */
   recent(drafter: DrafterKind, domain: string): number | undefined {
-    let best: number | undefined;
-    for (const c of this.cells.values()) {
-      if (c.drafter === drafter && c.domain === domain) best = Math.max(best ?? 0, c.tokensPerSecond);
-    }
-    return best;
+    return this.pooled.get(`${drafter}\u0000${domain}`);
   }
 
   /** auto: an untried candidate first, else the best recent one, with a little exploration. */

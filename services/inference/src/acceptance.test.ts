@@ -1,0 +1,35 @@
+// The node's acceptance book: what `auto` picks and what the heartbeat reports.
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { AcceptanceBook, VERSIONS_KEPT } from "./acceptance.js";
+
+describe("acceptance book", () => {
+  it("auto tries each candidate once, then takes the fastest by decode tokens/s, none among them", () => {
+    const book = new AcceptanceBook(1, 0);
+    const candidates = ["suffix", "eagle", "none"] as const;
+    assert.equal(book.choose(candidates, "python"), "suffix");
+    book.record("suffix", "", "python", 10, 20, 80);
+    assert.equal(book.choose(candidates, "python"), "eagle");
+    book.record("eagle", "v1", "python", 10, 12, 30);
+    assert.equal(book.choose(candidates, "python"), "none");
+    book.record("none", "", "python", 10, 10, 50);
+    assert.equal(book.choose(candidates, "python"), "suffix");
+    assert.equal(book.choose(candidates, "c"), "suffix", "another domain starts untried");
+  });
+
+  it("judges a drafter over all its versions: one lucky request of an old version does not win for good", () => {
+    const book = new AcceptanceBook(1, 0);
+    book.record("suffix", "", "python", 10, 20, 40);
+    book.record("eagle", "v1", "python", 10, 30, 100);
+    for (let v = 2; v <= 10; v++) book.record("eagle", `v${v}`, "python", 10, 11, 10);
+    assert.equal(book.choose(["suffix", "eagle"], "python"), "suffix");
+  });
+
+  it("keeps the newest versions only, so a node running for days reports a bounded book", () => {
+    const book = new AcceptanceBook();
+    for (let v = 0; v < 50; v++) book.record("eagle", `v${v}`, "python", 10, 12, 30);
+    const versions = book.stats().map((s) => s.speculatorVersion);
+    assert.equal(versions.length, VERSIONS_KEPT);
+    assert.deepEqual(versions, ["v46", "v47", "v48", "v49"]);
+  });
+});
