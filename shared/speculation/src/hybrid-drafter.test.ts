@@ -8,15 +8,18 @@ import {
   bundledPromptTokens,
   type CpuBackend,
   createCpuBackend,
+  EagleHead,
   type GenerateRequest,
   GREEDY,
   generate,
   loadModelDir,
   Model,
   Rng,
+  randomEagleWeights,
 } from "@specloop/engine";
 import { DraftModelDrafter } from "./draft-model.js";
 import type { SequenceView } from "./drafter.js";
+import { EagleDrafter } from "./eagle-drafter.js";
 import { speculativeGenerate } from "./generate.js";
 import { HybridDrafter } from "./hybrid-drafter.js";
 import { SuffixDrafter } from "./suffix/suffix-drafter.js";
@@ -94,5 +97,36 @@ describe("hybrid drafter", () => {
     for (const [i, o] of outputs.entries()) assert.deepEqual(o.tokens, plain[i], `prompt ${i}`);
     assert.ok(h.counts.suffix > 0 && h.counts.learned > 0, `steps drafted: ${JSON.stringify(h.counts)}`);
     assert.ok(stats.acceptedPerPass > 1.2, `${stats.acceptedPerPass} tokens per pass`);
+  });
+
+  it("stops asking a learned drafter whose drafts are rejected, but for a probe every 8 steps", async () => {
+    // A random head: its drafts are almost never accepted. Random prompts: the suffix tree has no match.
+    const eagle = new EagleDrafter(
+      EagleHead.load(backend, randomEagleWeights(target.config, { seed: 9 }), target),
+      {
+        depth: 3,
+      },
+    );
+    const h = new HybridDrafter(new SuffixDrafter(), eagle);
+    const rng = new Rng(5);
+    const fresh = Array.from({ length: 2 }, () => ({
+      prompt: Array.from({ length: 24 }, () => 100 + (rng.nextU32() % 4000)),
+      maxTokens: 40,
+      stopTokenIds: [],
+    }));
+    const plain = (await generate(target, fresh)).outputs.map((o) => o.tokens);
+    const { outputs, stats } = await speculativeGenerate(target, fresh, {
+      drafter: "hybrid",
+      drafters: new Map([["hybrid", h]]),
+      budget: 3,
+    });
+    for (const [i, o] of outputs.entries()) assert.deepEqual(o.tokens, plain[i], `prompt ${i}`);
+    const steps = stats.targetPasses;
+    // Per sequence: a few drafts until its running mean falls under 0.5, then one probe in 8 steps.
+    assert.ok(
+      h.counts.learned <= 2 * (3 + steps / 2 / 8 + 1),
+      `${h.counts.learned} learned drafts in ${steps} passes`,
+    );
+    assert.ok(h.counts.learned >= 2 * 2, "each sequence tried the learned drafter and probed it again");
   });
 });

@@ -7,12 +7,15 @@
 // drafter has been getting on this sequence: its score (the sum of its nodes' path probabilities under the
 // tree's counts: expected accepted tokens) against the learned drafter's running mean of accepted tokens per
 // step here (starting at `learnedPrior`), and never below `minSuffixScore`. The learned drafter runs only for
-// the sequences the suffix tree cannot serve well, in one batched call.
+// the sequences the suffix tree cannot serve well, in one batched call, and only while its drafts have been
+// bringing at least `minLearnedAccepted` tokens a step there (a probe every `probeEvery` steps otherwise): a
+// draft that is rejected costs head passes for nothing (on a CPU about half a target pass per drafted token).
 //
 // Both drafters see every committed token (observe), whichever proposed: the suffix drafter keeps its
 // request tree current and the learned one its state (the eagle head: its KV and feature rows), so either can take the next step.
 // Proposals carry their maker in `source`, so traces record which drafter drafted each step.
 import type { Drafter, DraftRequest, Proposal, SequenceView, TargetFeatures } from "./drafter.js";
+import { EMPTY_PROPOSAL } from "./drafter.js";
 import type { SuffixDrafter } from "./suffix/suffix-drafter.js";
 
 export interface HybridDrafterOptions {
@@ -22,15 +25,25 @@ export interface HybridDrafterOptions {
   learnedPrior: number;
   /** Weight of the newest step in the learned drafter's running mean per sequence. Default 0.3. */
   alpha: number;
+  /**
+   * Below this running mean of accepted tokens per step the learned drafter is not asked (its drafts cost
+   * head passes and bring less than this), but for a probe every `probeEvery` steps so a head that got
+   * better is seen. Default 0.5.
+   */
+  minLearnedAccepted: number;
+  /** Default 8. */
+  probeEvery: number;
 }
 
 export function defaultHybridDrafterOptions(): HybridDrafterOptions {
-  return { minSuffixScore: 1, learnedPrior: 1, alpha: 0.3 };
+  return { minSuffixScore: 1, learnedPrior: 1, alpha: 0.3, minLearnedAccepted: 0.5, probeEvery: 8 };
 }
 
 interface SeqState {
   /** The learned drafter's running mean of accepted tokens per step on this sequence. */
   learnedAccepted: number;
+  /** Steps the learned drafter was not asked since it last drafted (probe when it reaches probeEvery). */
+  idle: number;
   /** The last proposal: who made it, its size, and the committed length when it was made. */
   last?: { source: "suffix" | "learned"; nodes: number; committed: number };
 }
@@ -92,8 +105,17 @@ export class HybridDrafter implements Drafter {
         out[i] = { ...fromSuffix, source: "suffix", sourceVersion: "" };
         state.last = { source: "suffix", nodes: fromSuffix.tokens.length, committed: r.seq.tokens.length };
         this.#suffixSteps++;
-      } else {
+      } else if (
+        state.learnedAccepted >= this.options.minLearnedAccepted ||
+        state.idle + 1 >= this.options.probeEvery
+      ) {
+        state.idle = 0;
         toLearned.push(i);
+      } else {
+        // Neither is worth a draft here: a plain step is cheaper than a draft expected to be rejected.
+        state.idle++;
+        state.last = undefined;
+        out[i] = EMPTY_PROPOSAL;
       }
     });
     if (toLearned.length > 0) {
@@ -136,7 +158,7 @@ export class HybridDrafter implements Drafter {
   #state(seqId: string): SeqState {
     let s = this.#seqs.get(seqId);
     if (s === undefined) {
-      s = { learnedAccepted: this.options.learnedPrior };
+      s = { learnedAccepted: this.options.learnedPrior, idle: 0 };
       this.#seqs.set(seqId, s);
     }
     return s;
