@@ -67,6 +67,8 @@ import {
   targetExample,
   trainerTarget,
 } from "@specloop/engine";
+// The node's own book (not exported by @specloop/inference's index, which is the service's entry point).
+import { AcceptanceBook } from "@specloop/inference";
 import {
   DecodeSequence,
   type Drafter,
@@ -78,8 +80,6 @@ import {
   type StepRecord,
   SuffixDrafter,
 } from "@specloop/speculation";
-// The node's own book (not exported by @specloop/inference's index, which is the service's entry point).
-import { AcceptanceBook } from "../services/inference/src/acceptance.js";
 import { emit, hostInfo, intArg, parseArgs, round } from "./common.js";
 
 const args = parseArgs(process.argv.slice(2), new Set(["ablation", "noise-floor"]));

@@ -344,7 +344,9 @@ describe("loop - trainer and two nodes as processes", () => {
       );
       // Its replay buffer was refilled from the trace stream before any new traffic came.
       const metrics = await (await fetch(`http://127.0.0.1:${trainerMetricsPort}/metrics`)).text();
-      const buffered = Number(/^specloop_trainer_buffer_traces(?:\{[^}]*\})? (\S+)$/m.exec(metrics)?.[1] ?? "0");
+      const buffered = Number(
+        /^specloop_trainer_buffer_traces(?:\{[^}]*\})? (\S+)$/m.exec(metrics)?.[1] ?? "0",
+      );
       const said = `${trainer.output().stdout}${trainer.output().stderr}`
         .split("\n")
         .filter((l) => l.includes("replay buffer"))
