@@ -115,6 +115,10 @@ export class RoutedEagleDrafter implements Drafter {
     this.roles.delete(seqId);
   }
 
+  rest(seqId: string): void {
+    this.drafterOf(seqId).rest(seqId);
+  }
+
   roleOf(seqId: string): SpeculatorRoleName {
     return this.roles.get(seqId) ?? "live";
   }

@@ -89,4 +89,10 @@ export interface Drafter {
   observe(seq: SequenceView, features?: TargetFeatures): void;
   /** The sequence finished or was cancelled: free what the drafter holds for it. */
   release(seqId: string): void;
+  /**
+   * Optional: the caller will not ask this drafter to propose for the sequence for a while (a composite
+   * drafter chose another). It may stop the work observe() does ahead of a proposal (the eagle head's
+   * priming) and catch up when asked again; observe() must still be called with every commit.
+   */
+  rest?(seqId: string): void;
 }

@@ -75,7 +75,10 @@ interface SeqState {
   featEnd: number;
   /** The sequence position of the head's KV position 0. */
   headBase: number;
-  /** Its head context was dropped (a swap): propose() re-primes it within the step's budget, observe() not. */
+  /**
+   * Its head context was dropped (a swap, or rest()): propose() re-primes it within the step's budget,
+   * observe() only keeps its features.
+   */
   awaitsReprime: boolean;
 }
 
@@ -194,6 +197,14 @@ export class EagleDrafter implements Drafter {
   release(seqId: string): void {
     this.kv.free(seqId);
     this.seqs.delete(seqId);
+  }
+
+  /** Stops priming the sequence's head context on observe(); propose() re-primes it when asked again. */
+  rest(seqId: string): void {
+    const s = this.seqs.get(seqId);
+    if (s === undefined || s.awaitsReprime) return;
+    this.kv.free(seqId);
+    s.awaitsReprime = true;
   }
 
   async propose(requests: readonly DraftRequest[]): Promise<Proposal[]> {

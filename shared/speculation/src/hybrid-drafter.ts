@@ -12,7 +12,9 @@
 // draft that is rejected costs head passes for nothing (on a CPU about half a target pass per drafted token).
 //
 // Both drafters see every committed token (observe), whichever proposed: the suffix drafter keeps its
-// request tree current and the learned one its state (the eagle head: its KV and feature rows), so either can take the next step.
+// request tree current and the learned one its feature rows; while the suffix tree (or nothing) drafts for a
+// sequence the learned drafter rests (Drafter.rest: the eagle head stops priming its context on every commit
+// and re-primes its newest rows when asked again), since priming a head nobody asks costs a head pass a step.
 // Proposals carry their maker in `source`, so traces record which drafter drafted each step.
 import type { Drafter, DraftRequest, Proposal, SequenceView, TargetFeatures } from "./drafter.js";
 import { EMPTY_PROPOSAL } from "./drafter.js";
@@ -44,6 +46,8 @@ interface SeqState {
   learnedAccepted: number;
   /** Steps the learned drafter was not asked since it last drafted (probe when it reaches probeEvery). */
   idle: number;
+  /** The learned drafter was told to rest for this sequence (and not asked since). */
+  resting: boolean;
   /** The last proposal: who made it, its size, and the committed length when it was made. */
   last?: { source: "suffix" | "learned"; nodes: number; committed: number };
 }
@@ -105,14 +109,19 @@ export class HybridDrafter implements Drafter {
         out[i] = { ...fromSuffix, source: "suffix", sourceVersion: "" };
         state.last = { source: "suffix", nodes: fromSuffix.tokens.length, committed: r.seq.tokens.length };
         this.#suffixSteps++;
+        // While the suffix tree serves the sequence, the learned drafter need not keep its head primed.
+        this.#rest(r.seq.id, state);
       } else if (
         state.learnedAccepted >= this.options.minLearnedAccepted ||
         state.idle + 1 >= this.options.probeEvery
       ) {
         state.idle = 0;
+        state.resting = false;
         toLearned.push(i);
       } else {
-        // Neither is worth a draft here: a plain step is cheaper than a draft expected to be rejected.
+        // Neither is worth a draft here: a plain step is cheaper than a draft expected to be rejected. The
+        // learned drafter may stop its per-commit work for the sequence until the probe.
+        this.#rest(r.seq.id, state);
         state.idle++;
         state.last = undefined;
         out[i] = EMPTY_PROPOSAL;
@@ -155,10 +164,17 @@ export class HybridDrafter implements Drafter {
     this.learned.release(seqId);
   }
 
+  /** Tells the learned drafter, once, that it will not be asked for this sequence for a while. */
+  #rest(seqId: string, state: SeqState): void {
+    if (state.resting) return;
+    state.resting = true;
+    this.learned.rest?.(seqId);
+  }
+
   #state(seqId: string): SeqState {
     let s = this.#seqs.get(seqId);
     if (s === undefined) {
-      s = { learnedAccepted: this.options.learnedPrior, idle: 0 };
+      s = { learnedAccepted: this.options.learnedPrior, idle: 0, resting: false };
       this.#seqs.set(seqId, s);
     }
     return s;
