@@ -11,7 +11,8 @@
 # N dispatches (0: once per read; the default run uses the backend's default); BENCH_PROFILE=1 adds the
 # per-kernel GPU times of the 0.6B shape (gpu-decode --profile); BENCH_SPEC=1 adds speculative decoding on the
 # bundled tiny-code at batch 1 and 16 (spec-decode --backend webgpu); BENCH_ENGINE_ONLY=1 leaves transformers out.
-# BENCH_CONFORMANCE=1 first runs the conformance test's webgpu rows on the device (bundled);
+# BENCH_CONFORMANCE=1 runs the conformance test's webgpu rows and the webgpu kernel tests on the device (bundled),
+# after the timings;
 # BENCH_BEFORE=1 also runs .gpu/before/gpu-decode.mjs (a bundle of an earlier engine, made by hand) on the 0.6B
 # shape, for before/after on one card; BENCH_HOST_IDS=1 adds a run that reads every step's ids before the next
 # step (gpu-decode --host-ids); BENCH_DAWN="OPTION ..." adds a run per Dawn option (gpu-decode --dawn);
@@ -137,18 +138,7 @@ grep -m1 'model name' /proc/cpuinfo
 if [ -n "${BENCH_LLAMA_CPP:-}" ]; then # its build runs in the background until the engine's benchmarks start
   step 60 "llama.cpp: configure, start the build" bash bench/gpu-llama-cpp.sh start
 fi
-if [ -n "${BENCH_CONFORMANCE:-}" ]; then # every conformance case of the webgpu rows, on this adapter
-  export SPECLOOP_CONFORMANCE_BACKENDS=webgpu,webgpu-skinny,webgpu-nosubgroups
-  step 150 "conformance: webgpu rows" \
-    sh -c 'node .gpu/app/conformance.test.mjs > "$0/conformance.tap" 2>&1; s=$?; grep -E "^# (tests|pass|fail)|^    not ok" "$0/conformance.tap"; exit $s' "$RES"
-  for t in skinny-split argmax-fused prefetch; do
-    step 60 "$t test" \
-      sh -c 'node ".gpu/app/$1.test.mjs" > "$0/$1.tap" 2>&1; s=$?; grep -E "^# (tests|pass|fail)|not ok" "$0/$1.tap"; exit $s' "$RES" "$t"
-  done
-fi
 skipped() { [[ " ${BENCH_SKIP:-} " == *" $1 "* ]]; }
-skipped parity || step 60 "webgpu parity with transformers, every checkpoint" \
-  node .gpu/app/gpu-parity.mjs --out "$RES/gpu-parity.json"
 [ -f "$QWEN/config.json" ] || step 40 "random Qwen3-0.6B-shape weights" \
   python3 tools/test-checkpoints/qwen3-0.6b-shape/make_random_weights.py --out "$QWEN"
 if [ -n "${BENCH_LLAMA_CPP:-}" ]; then
@@ -224,6 +214,18 @@ if [ -n "${BENCH_PROFILE:-}" ]; then # GPU time per kernel (each dispatch timed 
   step 120 "engine webgpu: qwen3-0.6b-shape, kernel profile" \
     node .gpu/app/gpu-decode.mjs --model "$QWEN" --new 32 --runs 1 --breakdown-steps 24 --profile \
     --out "$RES/gpu-qwen3-0.6b-shape-profile.json"
+fi
+# Correctness after the timings, so that a call cut short by its limit keeps the numbers.
+skipped parity || step 60 "webgpu parity with transformers, every checkpoint" \
+  node .gpu/app/gpu-parity.mjs --out "$RES/gpu-parity.json"
+if [ -n "${BENCH_CONFORMANCE:-}" ]; then # every conformance case of the webgpu rows, on this adapter
+  export SPECLOOP_CONFORMANCE_BACKENDS=webgpu,webgpu-skinny,webgpu-nosubgroups
+  step 150 "conformance: webgpu rows" \
+    sh -c 'node .gpu/app/conformance.test.mjs > "$0/conformance.tap" 2>&1; s=$?; grep -E "^# (tests|pass|fail)|^    not ok" "$0/conformance.tap"; exit $s' "$RES"
+  for t in skinny-split argmax-fused prefetch; do
+    step 60 "$t test" \
+      sh -c 'node ".gpu/app/$1.test.mjs" > "$0/$1.tap" 2>&1; s=$?; grep -E "^# (tests|pass|fail)|not ok" "$0/$1.tap"; exit $s' "$RES" "$t"
+  done
 fi
 if [ -n "${BENCH_SPEC:-}" ]; then # speculative decoding (suffix, draft model, oracle) against none, on the GPU
   step 300 "speculative decoding on webgpu: tiny-code, batch 1 and 16" \
