@@ -32,4 +32,21 @@ describe("acceptance book", () => {
     assert.equal(versions.length, VERSIONS_KEPT);
     assert.deepEqual(versions, ["v46", "v47", "v48", "v49"]);
   });
+
+  it("in a new domain, does not try again a drafter that was slower than none everywhere it ran", () => {
+    const book = new AcceptanceBook(1, 0);
+    for (const domain of ["python", "c"]) {
+      book.record("suffix", "", domain, 10, 20, 60);
+      book.record("eagle", "v1", domain, 10, 11, 20);
+      book.record("none", "", domain, 10, 10, 40);
+    }
+    const picks = new Set<string>();
+    for (let i = 0; i < 3; i++) {
+      const d = book.choose(["suffix", "eagle", "none"], "prose");
+      picks.add(d);
+      book.record(d, d === "eagle" ? "v1" : "", "prose", 10, 12, d === "suffix" ? 50 : 40);
+    }
+    assert.ok(!picks.has("eagle"), `tried ${[...picks]}`);
+    assert.equal(book.choose(["suffix", "eagle", "none"], "prose"), "suffix");
+  });
 });

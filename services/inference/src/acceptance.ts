@@ -95,17 +95,36 @@ export class AcceptanceBook {
     return this.pooled.get(`${drafter}\u0000${domain}`);
   }
 
-  /** auto: an untried candidate first, else the best recent one, with a little exploration. */
+  /**
+   * Whether a drafter untried on a domain is worth a request there: yes unless, on the domains where both it
+   * and `none` were measured, it was slower than `none` on average (then only exploration tries it: a new
+   * domain does not pay a slow drafter's trial again).
+   */
+  private worthTrying(drafter: DrafterKind): boolean {
+    if (drafter === "none") return true;
+    const ratios: number[] = [];
+    for (const [key, tps] of this.pooled) {
+      const [d, domain] = key.split("\u0000") as [string, string];
+      const none = this.pooled.get(`none\u0000${domain}`);
+      if (d === drafter && none !== undefined && none > 0) ratios.push(tps / none);
+    }
+    return ratios.length === 0 || ratios.reduce((a, b) => a + b, 0) / ratios.length >= 1;
+  }
+
+  /**
+   * auto: an untried candidate worth trying first, else the best recent one on the domain, with a little
+   * exploration (which also gives a drafter slower elsewhere its chance on this domain).
+   */
   choose(candidates: readonly DrafterKind[], domain: string): DrafterKind {
     if (candidates.length === 0) return "none";
-    const untried = candidates.find((d) => this.recent(d, domain) === undefined);
+    const untried = candidates.find((d) => this.recent(d, domain) === undefined && this.worthTrying(d));
     if (untried !== undefined) return untried;
     if (candidates.length > 1 && this.rng.next() < this.explore) {
       return candidates[this.rng.nextU32() % candidates.length] as DrafterKind;
     }
-    let best = candidates[0] as DrafterKind;
-    for (const d of candidates)
-      if ((this.recent(d, domain) ?? 0) > (this.recent(best, domain) ?? 0)) best = d;
+    const tried = candidates.filter((d) => this.recent(d, domain) !== undefined);
+    let best = (tried[0] ?? "none") as DrafterKind;
+    for (const d of tried) if ((this.recent(d, domain) ?? 0) > (this.recent(best, domain) ?? 0)) best = d;
     return best;
   }
 
