@@ -153,16 +153,6 @@ if [ -n "${BENCH_BEFORE:-}" ]; then # the earlier engine on the same card and we
   step 170 "engine webgpu (before): qwen3-0.6b-shape" \
     node .gpu/before/gpu-decode.mjs --model "$QWEN" --new "$NEW" --budget-s 60 --out "$RES/gpu-qwen3-0.6b-shape-before.json"
 fi
-if [ -n "${BENCH_PREFETCH:-}" ]; then # one-row products prefetching the next product's weights into L2
-  step 170 "engine webgpu: qwen3-0.6b-shape, prefetch" \
-    node .gpu/app/gpu-decode.mjs --model "$QWEN" --new "$NEW" --budget-s 60 --prefetch \
-    --out "$RES/gpu-qwen3-0.6b-shape-prefetch.json"
-  if [ -n "${BENCH_PROFILE:-}" ]; then
-    step 120 "engine webgpu: qwen3-0.6b-shape, prefetch, kernel profile" \
-      node .gpu/app/gpu-decode.mjs --model "$QWEN" --new 32 --runs 1 --breakdown-steps 24 --profile --prefetch \
-      --batch 1 --out "$RES/gpu-qwen3-0.6b-shape-prefetch-profile.json"
-  fi
-fi
 for off in ${BENCH_OFF:-}; do # this round's changes off, one at a time or all
   case $off in
     splits) flags="--skinny-splits 0" ;;
@@ -175,6 +165,16 @@ for off in ${BENCH_OFF:-}; do # this round's changes off, one at a time or all
     node .gpu/app/gpu-decode.mjs --model "$QWEN" --new "$NEW" --budget-s 60 $flags \
     --out "$RES/gpu-qwen3-0.6b-shape-off-$off.json"
 done
+if [ -n "${BENCH_PREFETCH:-}" ]; then # one-row products prefetching the next product's weights into L2
+  step 170 "engine webgpu: qwen3-0.6b-shape, prefetch" \
+    node .gpu/app/gpu-decode.mjs --model "$QWEN" --new "$NEW" --budget-s 60 --prefetch \
+    --out "$RES/gpu-qwen3-0.6b-shape-prefetch.json"
+  if [ -n "${BENCH_PROFILE:-}" ]; then
+    step 120 "engine webgpu: qwen3-0.6b-shape, prefetch, kernel profile" \
+      node .gpu/app/gpu-decode.mjs --model "$QWEN" --new 32 --runs 1 --breakdown-steps 24 --profile --prefetch \
+      --batch 1 --out "$RES/gpu-qwen3-0.6b-shape-prefetch-profile.json"
+  fi
+fi
 if [ -n "${BENCH_HOST_IDS:-}" ]; then # every step's ids read before the next step is recorded
   step 170 "engine webgpu: qwen3-0.6b-shape, host ids" \
     node .gpu/app/gpu-decode.mjs --model "$QWEN" --new "$NEW" --budget-s 60 --host-ids \
