@@ -68,12 +68,13 @@ const fewRowsArg = args.get("few-rows") ?? "auto";
 if (fewRowsArg !== "auto" && fewRowsArg !== "matvec" && fewRowsArg !== "skinny")
   throw new RangeError(`--few-rows ${fewRowsArg}: expected auto, matvec or skinny`);
 const fewRows: "auto" | "matvec" | "skinny" = fewRowsArg;
-// --skinny-splits auto|N: splits of k for skinny products (WebGpuBackendOptions.skinnySplits; 0: none, the
-// engine before split-k).
-const splitsArg = args.get("skinny-splits") ?? "auto";
-if (splitsArg !== "auto" && !/^\d+$/.test(splitsArg))
+// --skinny-splits auto|N: splits of k for skinny products (WebGpuBackendOptions.skinnySplits; absent: the
+// backend's default, none).
+const splitsArg = args.get("skinny-splits");
+if (splitsArg !== undefined && splitsArg !== "auto" && !/^\d+$/.test(splitsArg))
   throw new RangeError(`--skinny-splits ${splitsArg}: expected auto or a non-negative integer`);
-const skinnySplits: "auto" | number = splitsArg === "auto" ? "auto" : Number(splitsArg);
+const skinnySplits: "auto" | number | undefined =
+  splitsArg === undefined || splitsArg === "auto" ? splitsArg : Number(splitsArg);
 const hostIds = args.get("host-ids") === "true";
 const modelDir = args.get("model");
 if (modelDir === undefined) throw new RangeError("--model DIR is required");
@@ -340,7 +341,7 @@ try {
       submit_every: submitEvery,
       ids_on_device: !hostIds,
       few_rows: fewRows,
-      skinny_splits: skinnySplits,
+      skinny_splits: skinnySplits ?? 0,
       fused_argmax: fuseArgmax,
       prefetch,
       dawn_options: dawnOptions,

@@ -19,9 +19,9 @@
 # BENCH_8B=1 adds random Llama-3.1-8B-shaped weights at batch 1 (made on the device, about 16 GB);
 # BENCH_FEW_ROWS="matvec skinny" adds a run per program for all products of 2-16 rows (gpu-decode --few-rows);
 # BENCH_MATVEC=1 adds the few-row product microbenchmark (gpu-matvec --shapes all; BENCH_MATVEC_SHAPES=default:
-# only the layouts matmul.ts picks). BENCH_OFF="splits argmax all" adds a run of the 0.6B shape per word with
-# that change of round 5 off: the skinny program never split over k (--skinny-splits 0), the two-pass argmax
-# (--no-fused-argmax), or both; with BENCH_BEFORE and BENCH_SPEC the earlier engine's
+# only the layouts matmul.ts picks). BENCH_SPLITS=1 adds a run of the 0.6B shape with the skinny products split
+# over k (--skinny-splits auto; off by default until measured); BENCH_OFF=argmax one with the two-pass argmax
+# (--no-fused-argmax, the engine before round 5); with BENCH_BEFORE and BENCH_SPEC the earlier engine's
 # spec-decode (.gpu/before/spec-decode.mjs) runs too. BENCH_LLAMA_CPP=1 builds llama.cpp's CUDA backend from
 # .gpu/llama-src.tar.xz and runs it on the same 0.6B-shaped weights (bench/gpu-llama-cpp.sh). BENCH_SKIP="parity
 # tiny qwen" leaves out those default steps (a second call on a warm machine); the 0.6B-shaped weights are
@@ -153,18 +153,16 @@ if [ -n "${BENCH_BEFORE:-}" ]; then # the earlier engine on the same card and we
   step 170 "engine webgpu (before): qwen3-0.6b-shape" \
     node .gpu/before/gpu-decode.mjs --model "$QWEN" --new "$NEW" --budget-s 60 --out "$RES/gpu-qwen3-0.6b-shape-before.json"
 fi
-for off in ${BENCH_OFF:-}; do # this round's changes off, one at a time or all
-  case $off in
-    splits) flags="--skinny-splits 0" ;;
-    argmax) flags="--no-fused-argmax" ;;
-    all) flags="--skinny-splits 0 --no-fused-argmax" ;;
-    *) echo "BENCH_OFF: unknown $off"; continue ;;
-  esac
-  # shellcheck disable=SC2086
-  step 170 "engine webgpu: qwen3-0.6b-shape, $off off" \
-    node .gpu/app/gpu-decode.mjs --model "$QWEN" --new "$NEW" --budget-s 60 $flags \
-    --out "$RES/gpu-qwen3-0.6b-shape-off-$off.json"
-done
+if [ -n "${BENCH_SPLITS:-}" ]; then # skinny products split over k (off by default until measured)
+  step 170 "engine webgpu: qwen3-0.6b-shape, split-k" \
+    node .gpu/app/gpu-decode.mjs --model "$QWEN" --new "$NEW" --budget-s 60 --skinny-splits auto \
+    --out "$RES/gpu-qwen3-0.6b-shape-split-k.json"
+fi
+if [[ " ${BENCH_OFF:-} " == *" argmax "* ]]; then # the two-pass argmax after the LM head (before round 5)
+  step 170 "engine webgpu: qwen3-0.6b-shape, two-pass argmax" \
+    node .gpu/app/gpu-decode.mjs --model "$QWEN" --new "$NEW" --budget-s 60 --no-fused-argmax \
+    --out "$RES/gpu-qwen3-0.6b-shape-two-pass-argmax.json"
+fi
 if [ -n "${BENCH_PREFETCH:-}" ]; then # one-row products prefetching the next product's weights into L2
   step 170 "engine webgpu: qwen3-0.6b-shape, prefetch" \
     node .gpu/app/gpu-decode.mjs --model "$QWEN" --new "$NEW" --budget-s 60 --prefetch \

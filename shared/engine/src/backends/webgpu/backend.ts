@@ -89,8 +89,10 @@ export interface WebGpuBackendOptions {
    */
   fewRows?: "auto" | "matvec" | "skinny";
   /**
-   * Splits of k for the skinny program (Recorder.skinnySplits; default "auto": products with few outputs are
-   * split over more workgroups, then reduced by a second dispatch). 0: never; N: N for every product.
+   * Splits of k for the skinny program (Recorder.skinnySplits): "auto" splits products with few workgroups
+   * over more of them, a second dispatch adding the splits up (ops/matmul.ts); N: N for every product; 0,
+   * the default: never. Off by default until it is measured on the GPU (bench/results/
+   * gpu-decode-h100-round5.md: no device time was had for it).
    */
   skinnySplits?: "auto" | number;
   /**
@@ -154,7 +156,7 @@ export class WebGpuBackend implements Backend {
     this.rec = new Recorder(gpu.device, options.subgroups === false ? 0 : gpu.subgroupSize);
     this.rec.submitEvery = Math.max(0, Math.floor(options.submitEvery ?? DEFAULT_SUBMIT_EVERY));
     this.rec.fewRows = options.fewRows ?? "auto";
-    this.rec.skinnySplits = options.skinnySplits ?? "auto";
+    this.rec.skinnySplits = options.skinnySplits ?? 0;
     this.rec.fuseArgmax = options.fuseArgmax ?? true;
     this.rec.prefetch = options.prefetch ?? false;
     if (options.profile) {

@@ -112,9 +112,10 @@ export class Recorder {
   fewRows: "auto" | "matvec" | "skinny" = "auto";
   /**
    * Splits of k for skinny products (ops/matmul.ts's skinnySplits): "auto" by the workgroups a product has,
-   * 0 never, N > 0 that many for every product that can take them (tests and benchmarks).
+   * 0 never (the default, see WebGpuBackendOptions.skinnySplits), N > 0 that many for every product that can
+   * take them (tests and benchmarks).
    */
-  skinnySplits: "auto" | number = "auto";
+  skinnySplits: "auto" | number = 0;
   /** One-row products of ARGMAX_FUSED_MIN_OUTPUTS or more write argmax partials too (ops/matmul.ts). */
   fuseArgmax = true;
   /**
