@@ -39,8 +39,9 @@ const SKINNY_TWO_PER_LANE = 32768;
 /**
  * A skinny product with fewer workgroups than this is split over k (SkinnySpec.split) until it has about as
  * many: at 2-16 rows a block of 32 outputs is one workgroup, so the 0.6B shape's o_proj and down (1,024
- * outputs) were 32 workgroups and q/k/v 128 on a GPU of 132 multiprocessors, each walking all of k with few
- * loads in flight (bench/results/gpu-decode-h100-round5.md).
+ * outputs) were 32 workgroups, gate/up 96 and q/k/v 192 on a GPU of 132 multiprocessors, each walking all of
+ * k with few loads in flight (bench/results/gpu-decode-h100-round5.md). Used where Recorder.skinnySplits is
+ * "auto" (off by default until measured on the GPU).
  */
 export const SPLIT_TARGET_WORKGROUPS = 512;
 /** At most this many splits, each of at least SPLIT_MIN_CHUNKS chunks of 8 (4 per slice of a workgroup). */
