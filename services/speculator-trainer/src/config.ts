@@ -75,6 +75,11 @@ export const trainerConfigSchema = serviceConfigSchema.extend({
         .default(30 * 60_000),
       /** Live accepted tokens per pass under this (over min_samples requests) rolls back at once. */
       collapseAcceptedPerPass: z.number().min(1).default(1.05),
+      /**
+       * A canary accepting this many tokens a pass fewer than live (over min_samples requests an arm) is
+       * retired whatever its tokens/s say: the same drafting cost cannot turn fewer accepted tokens into speed.
+       */
+      acceptanceMargin: z.number().min(0).default(0.05),
     })
     .prefault({}),
   /** Trace intake (intake.ts): what every trace is checked against, and the trainer's consumer. */

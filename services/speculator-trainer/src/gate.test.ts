@@ -89,6 +89,25 @@ describe("gate", () => {
     assert.equal(slower.decision.action, "retire", slower.decision.reason);
   });
 
+  it("retires a canary that accepts fewer tokens a pass than live, however fast its requests looked", () => {
+    // The machine got faster while the canary ran (its requests' tokens/s 20% higher), but its drafts were
+    // rejected: a speed-up with fewer accepted tokens at the same drafting cost is noise, not the canary's.
+    const rng = new Rng(8);
+    const canary: GateSample[] = [];
+    const live: GateSample[] = [];
+    for (let i = 0; i < 40; i++) {
+      canary.push(sample(rng, "python", 120, 1.01));
+      live.push(sample(rng, "python", 100, 1.3));
+    }
+    const d = judgeCanary(canary, live, 0, options);
+    assert.equal(d.action, "retire", d.reason);
+    assert.match(d.reason, /accepts fewer tokens a pass than live/);
+    assert.deepEqual(
+      d.evidence?.acceptedPerPass.map((x) => Number(x.toFixed(2))),
+      [1.01, 1.3],
+    );
+  });
+
   it("does not credit a canary with easier traffic: domains are matched", () => {
     // The canary served mostly the fast domain, the live mostly the slow one; within each, they are equal.
     const rng = new Rng(9);

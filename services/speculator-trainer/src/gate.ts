@@ -39,10 +39,23 @@ export interface GateOptions {
   timeoutMs: number;
   /** Mean accepted tokens per pass under this (over minSamples requests) is a collapse: roll back. */
   collapseAcceptedPerPass: number;
+  /**
+   * A canary accepting this many tokens a pass fewer than live is retired, whatever its tokens/s say: with
+   * the same drafting cost, fewer accepted tokens cannot make decoding faster, so a measured speed-up is the
+   * machine's noise, not the canary's doing.
+   */
+  acceptanceMargin: number;
 }
 
 export function defaultGateOptions(): GateOptions {
-  return { alpha: 0.05, tau2: 0.01, minSamples: 30, timeoutMs: 30 * 60_000, collapseAcceptedPerPass: 1.05 };
+  return {
+    alpha: 0.05,
+    tau2: 0.01,
+    minSamples: 30,
+    timeoutMs: 30 * 60_000,
+    collapseAcceptedPerPass: 1.05,
+    acceptanceMargin: 0.05,
+  };
 }
 
 /** What a decision rests on, stored with it and readable through the API. */
@@ -207,6 +220,14 @@ export function judgeCanary(
     return {
       action: "wait",
       reason: `fewer than ${options.minSamples} matched requests in an arm`,
+      evidence,
+    };
+  }
+  const [canaryAccepted, liveAccepted] = evidence.acceptedPerPass;
+  if (canaryAccepted < liveAccepted - options.acceptanceMargin) {
+    return {
+      action: "retire",
+      reason: `accepts fewer tokens a pass than live: ${fmt(canaryAccepted)} against ${fmt(liveAccepted)}`,
       evidence,
     };
   }
