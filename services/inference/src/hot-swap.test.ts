@@ -78,6 +78,22 @@ function publishHead(versionId: string, blob: Uint8Array, role = SpeculatorRole.
 
 const stream = (req: Record<string, unknown>) => generateStream(client, req);
 
+/** Every trace of the node's model, collected by a durable consumer of its own (stop it when done). */
+async function collectTraces(durable: string) {
+  const seen: Trace[] = [];
+  const consumer = await consumeTraces(bus, {
+    modelId: "tiny-code",
+    durable,
+    limits: testTraceLimits,
+    logger,
+    handler: (t) => {
+      seen.push(t);
+      return "ack";
+    },
+  });
+  return { seen, consumer };
+}
+
 const swapped = (version: string) => outcomes.some((o) => o.versionId === version && o.outcome === "swapped");
 
 describe("hot-swap", () => {
@@ -161,17 +177,7 @@ describe("hot-swap", () => {
   });
 
   it("serves hybrid with the live head: each step names its drafter (suffix on repeats, eagle elsewhere) and output stays plain", async () => {
-    const seen: Trace[] = [];
-    const consumer = await consumeTraces(bus, {
-      modelId: "tiny-code",
-      durable: "test-hybrid",
-      limits: testTraceLimits,
-      logger,
-      handler: (t) => {
-        seen.push(t);
-        return "ack";
-      },
-    });
+    const { seen, consumer } = await collectTraces("test-hybrid");
     try {
       const prompts = [
         "def add(a, b):\n    return a + b\n\ndef add(a, b):\n    return a + b\n\ndef add(a, b):\n",
@@ -236,17 +242,7 @@ describe("hot-swap", () => {
       SpeculatorRole.SPECULATOR_ROLE_CANARY,
     );
     await waitFor("the canary head", () => swapped("canary-1"), 10_000);
-    const seen: Trace[] = [];
-    const consumer = await consumeTraces(bus, {
-      modelId: "tiny-code",
-      durable: "test-canary",
-      limits: testTraceLimits,
-      logger,
-      handler: (t) => {
-        seen.push(t);
-        return "ack";
-      },
-    });
+    const { seen, consumer } = await collectTraces("test-canary");
     try {
       const ids = Array.from({ length: 12 }, (_, i) => `canary-req-${i}`);
       const responses = await Promise.all(
@@ -287,17 +283,7 @@ describe("hot-swap", () => {
 
 describe("traces", () => {
   it("every finished request publishes one with its steps, target top-k and sampled hidden features", async () => {
-    const seen: Trace[] = [];
-    const consumer = await consumeTraces(bus, {
-      modelId: "tiny-code",
-      durable: "test-traces",
-      limits: testTraceLimits,
-      logger,
-      handler: (t) => {
-        seen.push(t);
-        return "ack";
-      },
-    });
+    const { seen, consumer } = await collectTraces("test-traces");
     try {
       const chunks = await stream({
         requestId: "traced-1",

@@ -3,52 +3,24 @@
 // turning while a step runs there, and a batch the target cannot take fails its step without killing it.
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { fileURLToPath } from "node:url";
-import {
-  type Backend,
-  bundledPromptTokens,
-  eagleConfigFor,
-  GREEDY,
-  generate,
-  type LoadedModel,
-  loadModelDir,
-  Model,
-  selectBackend,
-  trainerTarget,
-} from "@specloop/engine";
+import { eagleConfigFor, type LoadedModel, type Model, trainerTarget } from "@specloop/engine";
 import { Trace } from "@specloop/proto";
 import { HeadTrainingThread, LocalHeadTraining } from "./head-training.js";
+import { loadTestTarget, TEST_MODEL_DIR as MODEL, pythonTraces, type TestTarget } from "./testing.js";
 
-const MODEL = fileURLToPath(new URL("../../../models/tiny-code", import.meta.url));
 const OPTIONS = { seed: 7, lr: 1e-3 };
-let backend: Backend;
+let t: TestTarget;
 let loaded: LoadedModel;
 let target: Model;
 let traces: Trace[];
 
 before(async () => {
-  backend = (await selectBackend("cpu", { cpu: { threads: 1 } })).backend;
-  loaded = await loadModelDir(MODEL);
-  target = Model.load(backend, loaded);
-  const prompts = (await bundledPromptTokens(MODEL, loaded.tokenizer, { perDomain: 4, maxTokens: 32 })).slice(
-    0,
-    4,
-  );
-  const { outputs } = await generate(
-    target,
-    prompts.map((prompt) => ({ prompt, maxTokens: 24, stopTokenIds: [], sampling: GREEDY })),
-  );
-  traces = prompts.map((prompt, i) =>
-    Trace.fromPartial({
-      requestId: `t${i}`,
-      domain: "python",
-      promptTokenIds: prompt,
-      outputTokenIds: outputs[i]?.tokens,
-    }),
-  );
+  t = await loadTestTarget();
+  ({ loaded, target } = t);
+  traces = await pythonTraces(t, 4);
 });
 
-after(() => backend?.destroy());
+after(() => t?.backend.destroy());
 
 function openThread() {
   return HeadTrainingThread.open({

@@ -5,21 +5,9 @@ import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { fileURLToPath } from "node:url";
 import { type Bus, SpeculatorRegistry } from "@specloop/bus";
 import { openTestBus, testBusConfig } from "@specloop/bus/internal";
-import {
-  type Backend,
-  bundledPromptTokens,
-  eagleConfigFor,
-  GREEDY,
-  generate,
-  type LoadedModel,
-  loadModelDir,
-  Model,
-  selectBackend,
-  trainerTarget,
-} from "@specloop/engine";
+import { eagleConfigFor, type LoadedModel, type Model, trainerTarget } from "@specloop/engine";
 import { Drafter, SpeculatorRole, Trace, TrainingConfig } from "@specloop/proto";
 import { createLogger } from "@specloop/runtime";
 import { type NatsServer, startNatsServer, type TempDir, tempDir } from "@specloop/testkit";
@@ -29,13 +17,13 @@ import { HeadTrainingThread, LocalHeadTraining } from "./head-training.js";
 import { VersionLifecycle, versionIdFor } from "./lifecycle.js";
 import { TrainerLoop } from "./loop.js";
 import { TrainerStateStore } from "./state.js";
+import { loadTestTarget, TEST_MODEL_DIR as MODEL, pythonTraces, type TestTarget } from "./testing.js";
 
-const MODEL = fileURLToPath(new URL("../../../models/tiny-code", import.meta.url));
 let nats: NatsServer;
 let bus: Bus;
 let dir: TempDir;
 let store: TrainerStore;
-let backend: Backend;
+let t: TestTarget;
 let loaded: LoadedModel;
 let target: Model;
 let registry: SpeculatorRegistry;
@@ -122,23 +110,9 @@ before(async () => {
   registry = await SpeculatorRegistry.open(bus.js);
   dir = tempDir("trainer-loop");
   store = openTrainerStore(join(dir.path, "trainer.sqlite"));
-  backend = (await selectBackend("cpu", { cpu: { threads: 1 } })).backend;
-  loaded = await loadModelDir(MODEL);
-  target = Model.load(backend, loaded);
-  const prompts = await bundledPromptTokens(MODEL, loaded.tokenizer, { perDomain: 8, maxTokens: 32 });
-  const python = prompts.slice(0, 8);
-  const { outputs } = await generate(
-    target,
-    python.map((prompt) => ({ prompt, maxTokens: 24, stopTokenIds: [], sampling: GREEDY })),
-  );
-  traces = python.map((prompt, i) =>
-    Trace.fromPartial({
-      requestId: `t${i}`,
-      domain: "python",
-      promptTokenIds: prompt,
-      outputTokenIds: outputs[i]?.tokens,
-    }),
-  );
+  t = await loadTestTarget();
+  ({ loaded, target } = t);
+  traces = await pythonTraces(t, 8);
   new TrainerStateStore(store.db, "tiny-code").updateConfig(
     TrainingConfig.fromPartial({ batchSize: 4, publishEverySteps: 2, canaryShare: 0.5 }),
     ["batch_size", "publish_every_steps", "canary_share"],
@@ -148,7 +122,7 @@ before(async () => {
 
 after(async () => {
   store?.close();
-  backend?.destroy();
+  t?.backend.destroy();
   await bus?.close();
   await nats?.stop();
   dir?.dispose();
