@@ -49,4 +49,23 @@ describe("acceptance book", () => {
     assert.ok(!picks.has("eagle"), `tried ${[...picks]}`);
     assert.equal(book.choose(["suffix", "eagle", "none"], "prose"), "suffix");
   });
+
+  it("measures again a drafter it has not picked on a domain for 32 choices: one slow moment does not exclude it", () => {
+    const book = new AcceptanceBook(1, 0, 32);
+    const speed = { suffix: 60, hybrid: 50, none: 40 } as const;
+    const picks: string[] = [];
+    for (let i = 0; i < 80; i++) {
+      const d = book.choose(["suffix", "hybrid", "none"], "python") as keyof typeof speed;
+      picks.push(d);
+      // suffix's first request ran on a busy moment of the machine; every later one at its real speed.
+      const measured = d === "suffix" && picks.filter((p) => p === "suffix").length === 1 ? 20 : speed[d];
+      book.record(d, "", "python", 10, 15, measured);
+    }
+    assert.equal(picks.slice(0, 3).join(","), "suffix,hybrid,none");
+    assert.equal(
+      picks.at(-1),
+      "suffix",
+      `after a refresh auto settles on the faster suffix: ${picks.join(" ")}`,
+    );
+  });
 });

@@ -41,12 +41,20 @@ export class AcceptanceBook {
    * version, a drafter whose versions change every minute would be judged by its luckiest single request.
    */
   private readonly pooled = new Map<string, number>();
+  /** auto's choices per domain so far, and per (drafter, domain) that count when it was last measured. */
+  private readonly choices = new Map<string, number>();
+  private readonly measuredAt = new Map<string, number>();
   private readonly rng: Rng;
 
   constructor(
     seed = 1,
     /** Share of auto requests that try a drafter other than the best so far (so a stale choice recovers). */
     private readonly explore = 0.05,
+    /**
+     * A candidate worth trying that auto has not measured on a domain for this many of its choices there is
+     * measured again: a drafter that once ran on a slow moment is not left out for good on 5% exploration.
+     */
+    private readonly refreshEvery = 32,
   ) {
     this.rng = new Rng(seed);
   }
@@ -78,10 +86,14 @@ export class AcceptanceBook {
     this.cells.set(key, c);
     const pooledKey = `${drafter}\u0000${domain}`;
     const p = this.pooled.get(pooledKey);
+    const now = this.choices.get(domain) ?? 0;
+    // A mean last updated refreshEvery choices ago says little about now: the new measurement replaces it.
+    const stale = now - (this.measuredAt.get(pooledKey) ?? now) > this.refreshEvery;
     this.pooled.set(
       pooledKey,
-      p === undefined ? decodeTokensPerSecond : p + ALPHA * (decodeTokensPerSecond - p),
+      p === undefined || stale ? decodeTokensPerSecond : p + ALPHA * (decodeTokensPerSecond - p),
     );
+    this.measuredAt.set(pooledKey, now);
   }
 
   /** Makes room for a new version of (drafter, domain): the oldest go past VERSIONS_KEPT - 1. */
@@ -112,13 +124,23 @@ export class AcceptanceBook {
   }
 
   /**
-   * auto: an untried candidate worth trying first, else the best recent one on the domain, with a little
-   * exploration (which also gives a drafter slower elsewhere its chance on this domain).
+   * auto: an untried candidate worth trying first, then one not measured here for `refreshEvery` choices,
+   * else the best recent one on the domain, with a little exploration (which also gives a drafter slower
+   * elsewhere its chance on this domain).
    */
   choose(candidates: readonly DrafterKind[], domain: string): DrafterKind {
     if (candidates.length === 0) return "none";
+    const n = (this.choices.get(domain) ?? 0) + 1;
+    this.choices.set(domain, n);
     const untried = candidates.find((d) => this.recent(d, domain) === undefined && this.worthTrying(d));
     if (untried !== undefined) return untried;
+    // Measured here before, but not lately: once per refreshEvery choices, whatever it measured then.
+    const stale = candidates.find(
+      (d) =>
+        this.recent(d, domain) !== undefined &&
+        n - (this.measuredAt.get(`${d}\u0000${domain}`) ?? 0) > this.refreshEvery,
+    );
+    if (stale !== undefined) return stale;
     if (candidates.length > 1 && this.rng.next() < this.explore) {
       return candidates[this.rng.nextU32() % candidates.length] as DrafterKind;
     }
