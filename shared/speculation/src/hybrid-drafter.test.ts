@@ -129,4 +129,21 @@ describe("hybrid drafter", () => {
     );
     assert.ok(h.counts.learned >= 2 * 2, "each sequence tried the learned drafter and probed it again");
   });
+
+  it("refuses options that cannot mean anything, naming them", () => {
+    const learned = new DraftModelDrafter(draft, target.config.vocabSize, {
+      numBlocks: 8,
+      blockSize: 16,
+      maxDepth: 2,
+    });
+    for (const [key, value] of [
+      ["minSuffixScore", -1],
+      ["learnedPrior", Number.NaN],
+      ["alpha", 0],
+      ["minLearnedAccepted", Number.POSITIVE_INFINITY],
+      ["probeEvery", 0.5],
+    ] as const) {
+      assert.throws(() => new HybridDrafter(new SuffixDrafter(), learned, { [key]: value }), new RegExp(key));
+    }
+  });
 });

@@ -76,6 +76,12 @@ export class HybridDrafter implements Drafter {
       );
     if (!(o.alpha > 0 && o.alpha <= 1))
       throw new RangeError(`hybrid drafter: alpha must be in (0, 1], got ${o.alpha}`);
+    if (!(o.minLearnedAccepted >= 0 && Number.isFinite(o.minLearnedAccepted)))
+      throw new RangeError(
+        `hybrid drafter: minLearnedAccepted must be a finite number >= 0, got ${o.minLearnedAccepted}`,
+      );
+    if (!(Number.isInteger(o.probeEvery) && o.probeEvery >= 1))
+      throw new RangeError(`hybrid drafter: probeEvery must be a positive integer, got ${o.probeEvery}`);
   }
 
   get version(): string {
