@@ -19,7 +19,7 @@ import {
   trainerTarget,
 } from "@specloop/engine";
 import type { Trace } from "@specloop/proto";
-import { exampleFromTrace, type TrainingExample } from "./examples.js";
+import { type ExampleOptions, exampleFromTrace, type TrainingExample } from "./examples.js";
 
 /** Where the head starts: a checkpoint (resume), a version's blob (continue from live), or new weights. */
 export type HeadStart =
@@ -43,13 +43,6 @@ export interface HeadTraining {
   close(): Promise<void>;
 }
 
-/** How examples are cut from traces. */
-export interface ExampleWindow {
-  featureLayers: readonly number[];
-  /** Each example is the newest this many tokens of a request. */
-  maxTokens: number;
-}
-
 /** The training on this thread: the target model and the head trainer held here. */
 export class LocalHeadTraining implements HeadTraining {
   private head: EagleHeadTrainer;
@@ -57,7 +50,7 @@ export class LocalHeadTraining implements HeadTraining {
   constructor(
     private readonly target: Model,
     private readonly frozen: TrainerTarget,
-    private readonly window: ExampleWindow,
+    private readonly window: ExampleOptions,
     head: EagleConfig,
     start: HeadStart,
     options: Partial<EagleTrainerOptions>,
@@ -105,12 +98,7 @@ export class LocalHeadTraining implements HeadTraining {
   private async examples(traces: readonly Trace[]): Promise<TrainingExample[]> {
     const out: TrainingExample[] = [];
     for (const t of traces) {
-      out.push(
-        await exampleFromTrace(this.target, t, {
-          featureLayers: this.window.featureLayers,
-          maxTokens: this.window.maxTokens,
-        }),
-      );
+      out.push(await exampleFromTrace(this.target, t, this.window));
     }
     return out;
   }
