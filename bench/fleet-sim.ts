@@ -113,6 +113,23 @@ async function record(): Promise<Trace[]> {
   return recorded;
 }
 
+/** One trainer intake for `modelId` on its own SQLite file, counting the traces it hands on. */
+async function countingIntake(modelId: string, file: string) {
+  const store = openTrainerStore(join(work, file));
+  const seen = { traces: 0 };
+  const intake = await startTraceIntake(
+    bus,
+    store.db,
+    modelId,
+    logger,
+    { vocabSize: 8192, maxTokens: 4096, consumerInactiveMs: 3_600_000 },
+    () => {
+      seen.traces++;
+    },
+  );
+  return { store, intake, seen };
+}
+
 interface RunResult {
   nodes: number;
   offeredPerSecond: number;
@@ -135,18 +152,7 @@ interface RunResult {
 // 2. Replay the recording as N nodes would, into one trainer intake.
 async function replay(recording: readonly Trace[], nodes: number): Promise<RunResult> {
   const modelId = `sim-${nodes}`;
-  const store = openTrainerStore(join(work, `trainer-${nodes}.sqlite`));
-  let consumed = 0;
-  const intake = await startTraceIntake(
-    bus,
-    store.db,
-    modelId,
-    logger,
-    { vocabSize: 8192, maxTokens: 4096, consumerInactiveMs: 3_600_000 },
-    () => {
-      consumed++;
-    },
-  );
+  const { store, intake, seen } = await countingIntake(modelId, `trainer-${nodes}.sqlite`);
   const conns = await Promise.all(
     Array.from({ length: Math.min(connections, nodes) }, () => connectBus(busConfigOf(), logger)),
   );
@@ -158,7 +164,7 @@ async function replay(recording: readonly Trace[], nodes: number): Promise<RunRe
   let inFlight = 0;
   const lags: number[] = [];
   const t0 = performance.now();
-  const lagTimer = setInterval(() => lags.push(published - consumed), 250);
+  const lagTimer = setInterval(() => lags.push(published - seen.traces), 250);
   // Request i (of the whole fleet) is due at i / (nodes * rate) seconds; node i % nodes serves it.
   const perSecond = nodes * ratePerNode;
   await new Promise<void>((resolve) => {
@@ -201,10 +207,10 @@ async function replay(recording: readonly Trace[], nodes: number): Promise<RunRe
     tick();
   });
   const windowSeconds = (performance.now() - t0) / 1000;
-  const consumedInWindow = consumed;
+  const consumedInWindow = seen.traces;
   const drainStart = performance.now();
   const until = Date.now() + 120_000;
-  while (consumed < published && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+  while (seen.traces < published && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
   const drainSeconds = (performance.now() - drainStart) / 1000;
   clearInterval(lagTimer);
   await intake.stop();
@@ -221,7 +227,7 @@ async function replay(recording: readonly Trace[], nodes: number): Promise<RunRe
     published,
     publishedPerSecond: round(published / windowSeconds, 0),
     consumedInWindow,
-    consumedPerSecond: round(consumed / elapsed, 0),
+    consumedPerSecond: round(seen.traces / elapsed, 0),
     drainSeconds: round(drainSeconds, 2),
     consumedTotal: counted?.tracesConsumed ?? 0,
     lost: published - (counted?.tracesConsumed ?? 0),
@@ -250,22 +256,11 @@ async function capacity(recording: readonly Trace[], count: number) {
     if (pending.length >= 2048) await Promise.all(pending.splice(0));
   }
   await Promise.all(pending);
-  const store = openTrainerStore(join(work, "trainer-capacity.sqlite"));
-  let consumed = 0;
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
-  const intake = await startTraceIntake(
-    bus,
-    store.db,
-    modelId,
-    logger,
-    { vocabSize: 8192, maxTokens: 4096, consumerInactiveMs: 3_600_000 },
-    () => {
-      consumed++;
-    },
-  );
+  const { store, intake, seen } = await countingIntake(modelId, "trainer-capacity.sqlite");
   const until = Date.now() + 300_000;
-  while (consumed < count && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+  while (seen.traces < count && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
   const wall = (performance.now() - t0) / 1000;
   const cpu = process.cpuUsage(cpu0);
   await intake.stop();
@@ -273,11 +268,11 @@ async function capacity(recording: readonly Trace[], count: number) {
   const cpuSeconds = (cpu.user + cpu.system) / 1e6;
   return {
     traces: count,
-    consumed,
+    consumed: seen.traces,
     seconds: round(wall, 2),
-    tracesPerSecond: round(consumed / wall, 0),
-    cpuMicrosecondsPerTrace: round((cpuSeconds / Math.max(1, consumed)) * 1e6, 1),
-    tracesPerCpuSecond: round(consumed / cpuSeconds, 0),
+    tracesPerSecond: round(seen.traces / wall, 0),
+    cpuMicrosecondsPerTrace: round((cpuSeconds / Math.max(1, seen.traces)) * 1e6, 1),
+    tracesPerCpuSecond: round(seen.traces / cpuSeconds, 0),
   };
 }
 

@@ -77,6 +77,25 @@ function generate(
   });
 }
 
+/**
+ * One eagle request per prompt each call, alternating nodes; every output checked against plain decoding, and
+ * its accepted tokens per pass kept under the version that drafted it.
+ */
+function eagleTraffic(
+  clients: readonly InferenceClient[],
+  perPass: Map<string, number[]>,
+): () => Promise<void> {
+  let requests = 0;
+  return async () => {
+    for (const p of PROMPTS) {
+      const nc = clients[requests++ % clients.length] as InferenceClient;
+      const r = await generate(nc, p, Drafter.DRAFTER_EAGLE);
+      assert.deepEqual(r.tokens, plain.get(p), `eagle ${r.version}: the output equals plain decoding`);
+      perPass.set(r.version, [...(perPass.get(r.version) ?? []), r.perPass]);
+    }
+  };
+}
+
 before(async () => {
   dir = tempDir("specloop-loop-");
   trainerMetricsPort = await freePort();
@@ -139,16 +158,7 @@ describe("loop - trainer and two nodes as processes", () => {
       (await call<GetTrainerStatusResponse>((cb) => tc.getTrainerStatus({}, cb))).status;
     /** Accepted tokens per target pass of every eagle request, by the version that drafted it. */
     const perPass = new Map<string, number[]>();
-    let requests = 0;
-    /** One eagle request per prompt, alternating nodes; every output checked against plain decoding. */
-    const traffic = async () => {
-      for (const p of PROMPTS) {
-        const nc = clients[requests++ % clients.length] as InferenceClient;
-        const r = await generate(nc, p, Drafter.DRAFTER_EAGLE);
-        assert.deepEqual(r.tokens, plain.get(p), `eagle ${r.version}: the output equals plain decoding`);
-        perPass.set(r.version, [...(perPass.get(r.version) ?? []), r.perPass]);
-      }
-    };
+    const traffic = eagleTraffic(clients, perPass);
     try {
       // A head that learns the test's prompts within a few dozen steps: the canary then differs from day 0
       // by more than the CPU's timing noise, so the gate can prove it faster within the test's time.
@@ -258,15 +268,7 @@ describe("loop - trainer and two nodes as processes", () => {
       );
       /** Accepted tokens per pass of each request, by the version that drafted it. */
       const accepted = new Map<string, number[]>();
-      let requests = 0;
-      const traffic = async () => {
-        for (const p of PROMPTS) {
-          const nc = clients[requests++ % clients.length] as InferenceClient;
-          const r = await generate(nc, p, Drafter.DRAFTER_EAGLE);
-          assert.deepEqual(r.tokens, plain.get(p), `eagle ${r.version}: the output equals plain decoding`);
-          accepted.set(r.version, [...(accepted.get(r.version) ?? []), r.perPass]);
-        }
-      };
+      const traffic = eagleTraffic(clients, accepted);
       // A canary published after the change (one running before it, trained normally, is decided first).
       let bad = "";
       let liveAtBad = "";
